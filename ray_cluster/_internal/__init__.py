@@ -1,0 +1,1 @@
+"""Internals of the cluster layer; not a public API."""

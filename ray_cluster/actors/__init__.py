@@ -1,0 +1,1 @@
+"""Ray actors of the batch job: CPU preprocessing and model inference."""

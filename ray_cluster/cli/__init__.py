@@ -1,0 +1,1 @@
+"""The ``medray`` console script: one click group, one module per subcommand."""

@@ -1,0 +1,404 @@
+"""The batch job driver: studies of a prefix through a pool of Ray actors.
+
+The driver reads the catalog, skips studies that already have a result for the
+model, and keeps at most ``cluster.max_in_flight`` studies in flight so memory
+stays flat however large the prefix. Each preprocessing actor fetches, decodes
+and preprocesses a study, asks an inference actor for probabilities (batched
+across studies), and writes the result; the driver only sees small outcomes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from models import ModelCard
+from pipelines import study_key
+from ray_cluster._internal.ray_runtime import connect_ray, has_gpus
+from ray_cluster.actors.inference import InferenceWorker
+from ray_cluster.actors.preprocess import PreprocessWorker, StudyTask
+from ray_cluster.catalog import Catalog, ensure_catalog
+from ray_cluster.config import Settings
+from ray_cluster.errors import ClusterError
+from ray_cluster.log import log_context
+from ray_cluster.processing import _code_version
+from ray_cluster.registry import ModelRegistry
+from ray_cluster.storage import ObjectStore, S3Url, resolve_credentials, resolve_endpoint
+
+__all__ = ["JobProgress", "JobSummary", "new_job_id", "run_job"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class JobProgress:
+    """Counts reported while a job runs."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+
+
+@dataclass
+class JobSummary:
+    """What a job did; ``--json`` prints `to_dict`."""
+
+    job_id: str
+    url: str
+    model: dict[str, str]
+    results_prefix: str
+    studies_total: int = 0
+    studies_ok: int = 0
+    studies_failed: int = 0
+    studies_already_done: int = 0
+    objects_total: int = 0
+    objects_rejected: int = 0
+    objects_skipped: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    report_prefix: str = ""
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when everything succeeded, 1 when a study or object failed."""
+        return 1 if self.studies_failed or self.objects_rejected else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the summary as JSON-ready data."""
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        data["exit_code"] = self.exit_code
+        return data
+
+
+def new_job_id() -> str:
+    """Return a sortable, unique job id."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def _existing_results(
+    store: ObjectStore, bucket: str, settings: Settings, card: ModelCard
+) -> set[str]:
+    prefix = f"{settings.inference.results_prefix.strip('/')}/{card.name}/{card.sha256[:12]}/"
+    return {
+        info.key[len(prefix) :].removesuffix(".json")
+        for info in store.list(bucket, prefix)
+        if info.key.endswith(".json")
+    }
+
+
+def _export_node_credentials(settings: Settings) -> Settings:
+    """Put credentials in this process's environment before a local Ray starts.
+
+    Workers of a local Ray inherit the environment of the node, so this is how
+    credentials reach actors on this node; they never travel as arguments.
+    """
+    import os
+
+    access, secret = resolve_credentials(settings.storage)
+    os.environ.setdefault("MEDRAY_STORAGE__ACCESS_KEY", access.get_secret_value())
+    os.environ.setdefault("MEDRAY_STORAGE__SECRET_KEY", secret.get_secret_value())
+    endpoint = resolve_endpoint(settings.storage)
+    storage = settings.storage.model_copy(update={"endpoint": endpoint})
+    return settings.model_copy(update={"storage": storage})
+
+
+@dataclass
+class _Pools:
+    inference: list[Any]
+    preprocess: list[Any]
+    make_preprocess: Callable[[], Any]
+
+
+def _start_pools(
+    settings: Settings, card: ModelCard, bucket: str, n_studies: int, log_level: str
+) -> _Pools:
+    safe = settings.without_secrets()
+    card_json = card.to_json()
+    gpu = settings.cluster.use_gpu == "always" or (
+        settings.cluster.use_gpu == "auto" and has_gpus()
+    )
+    inference_cls = ray.remote(InferenceWorker).options(  # type: ignore[attr-defined]
+        num_cpus=0 if gpu else 1,
+        num_gpus=1 if gpu else 0,
+        max_concurrency=256,
+    )
+    n_inference = max(1, min(settings.cluster.inference_actors, n_studies))
+    inference = [
+        inference_cls.remote(safe, card_json, log_level) for _ in range(n_inference)
+    ]
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    spare = cpus - (0 if gpu else n_inference)
+    per_actor = settings.cluster.cpus_per_preprocess_actor
+    fit = max(1, int(spare // per_actor)) if settings.cluster.address is None else 10**6
+    n_pre = max(1, min(settings.cluster.preprocess_actors, n_studies, fit))
+    resources = {settings.cluster.cpu_resource: 1.0} if settings.cluster.cpu_resource else {}
+    pre_cls = ray.remote(PreprocessWorker).options(  # type: ignore[attr-defined]
+        num_cpus=per_actor, resources=resources, max_concurrency=2
+    )
+
+    def make() -> Any:
+        return pre_cls.remote(safe, card_json, bucket, inference, log_level)
+
+    preprocess = [make() for _ in range(n_pre)]
+    logger.info(
+        "pools: %d preprocessing, %d inference (%s)",
+        n_pre,
+        n_inference,
+        "GPU" if gpu else "CPU",
+    )
+    return _Pools(inference=inference, preprocess=preprocess, make_preprocess=make)
+
+
+def _reject_records(catalog: Catalog) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": h.key,
+            "study_key": None,
+            "code": h.reason or h.status,
+            "message": f"s3://{catalog.url.bucket}/{h.key} is not a readable DICOM "
+            f"image ({h.reason or h.status}); remove it from the prefix or fix it",
+        }
+        for h in catalog.rejected()
+    ]
+
+
+def _write_reports(
+    store: ObjectStore,
+    bucket: str,
+    summary: JobSummary,
+    settings: Settings,
+    card: ModelCard,
+    timings: list[dict[str, Any]],
+) -> None:
+    prefix = summary.report_prefix
+    manifest = {
+        "job_id": summary.job_id,
+        "url": summary.url,
+        "model": {"name": card.name, "version": card.version, "sha256": card.sha256},
+        "medray_version": _code_version(),
+        "settings": settings.public_dict(),
+        "counts": {
+            k: v
+            for k, v in summary.to_dict().items()
+            if k.startswith(("studies_", "objects_")) or k in ("images", "seconds")
+        },
+    }
+    store.put(bucket, f"{prefix}manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode(), content_type="application/json")
+    errors = "".join(json.dumps(e, sort_keys=True) + "\n" for e in summary.errors)
+    store.put(bucket, f"{prefix}errors.jsonl", errors.encode(), content_type="application/x-ndjson")
+    columns = ["job_id", "study_key", "status", "attempt", "worker", "images", "fetch_s", "preprocess_s", "infer_s", "write_s", "total_s"]
+    table = pa.Table.from_pylist(timings, schema=None) if timings else pa.table({c: [] for c in columns})
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    store.put(bucket, f"{prefix}timings.parquet", sink.getvalue(), content_type="application/vnd.apache.parquet")
+
+
+def run_job(
+    settings: Settings,
+    url: str | S3Url,
+    model: str,
+    *,
+    model_version: str | None = None,
+    job_id: str | None = None,
+    redo: bool = False,
+    limit: int | None = None,
+    on_progress: Callable[[JobProgress], None] | None = None,
+    log_level: str = "WARNING",
+) -> JobSummary:
+    """Run a model over every study under a prefix and write one result each.
+
+    Args:
+        settings: Settings (driver side, with credentials).
+        url: ``s3://bucket/prefix`` of the studies.
+        model: Model name in the registry.
+        model_version: Version; the highest when None.
+        job_id: Id of this job; a new one when None.
+        redo: Recompute studies that already have a result.
+        limit: Process at most this many studies (after skipping done ones).
+        on_progress: Called with counts as studies finish.
+        log_level: Level of actor log records.
+
+    Returns:
+        The job summary. Results and reports are in the bucket.
+    """
+    started = time.perf_counter()
+    target = url if isinstance(url, S3Url) else S3Url.parse(url)
+    job_id = job_id or new_job_id()
+    store = ObjectStore.from_settings(settings.storage)
+    card = ModelRegistry(store, settings).get_card(model, model_version)
+    results_prefix = settings.inference.results_prefix.strip("/")
+    summary = JobSummary(
+        job_id=job_id,
+        url=str(target),
+        model={"name": card.name, "version": card.version, "sha256": card.sha256},
+        results_prefix=f"s3://{target.bucket}/{results_prefix}/{card.name}/{card.sha256[:12]}/",
+        report_prefix=f"{results_prefix}/jobs/{job_id}/",
+    )
+    with log_context(job_id=job_id):
+        logger.info("job start: %s with %s %s", target, card.name, card.version)
+        catalog = ensure_catalog(store, settings, target)
+        studies = catalog.studies()
+        done = set() if redo else _existing_results(store, target.bucket, settings, card)
+        todo = [(uid, hs) for uid, hs in sorted(studies.items(), key=lambda kv: study_key(kv[0])) if study_key(uid) not in done]
+        if limit is not None:
+            todo = todo[:limit]
+        summary.studies_total = len(studies)
+        summary.studies_already_done = len(studies) - len(todo) if limit is None else len(done & {study_key(u) for u in studies})
+        summary.objects_total = len(catalog.headers)
+        summary.objects_skipped = len(catalog.skipped())
+        summary.errors.extend(_reject_records(catalog))
+        summary.objects_rejected = len(summary.errors)
+        timings: list[dict[str, Any]] = []
+        if todo:
+            _run_studies(settings, card, target.bucket, job_id, todo, summary, timings, on_progress, log_level)
+        summary.seconds = time.perf_counter() - started
+        _write_reports(store, target.bucket, summary, settings, card, timings)
+        logger.info(
+            "job end: %d ok, %d failed, %d already done, %.1f s",
+            summary.studies_ok,
+            summary.studies_failed,
+            summary.studies_already_done,
+            summary.seconds,
+        )
+    return summary
+
+
+def _run_studies(
+    settings: Settings,
+    card: ModelCard,
+    bucket: str,
+    job_id: str,
+    todo: list[tuple[str, list[Any]]],
+    summary: JobSummary,
+    timings: list[dict[str, Any]],
+    on_progress: Callable[[JobProgress], None] | None,
+    log_level: str,
+) -> None:
+    started_ray = False
+    if not ray.is_initialized() and settings.cluster.address is None:
+        settings = _export_node_credentials(settings)
+    elif settings.storage.endpoint is None:
+        settings = settings.model_copy(update={"storage": settings.storage.model_copy(update={"endpoint": resolve_endpoint(settings.storage)})})
+    started_ray = connect_ray(settings)
+    pools: _Pools | None = None
+    try:
+        pools = _start_pools(settings, card, bucket, len(todo), log_level)
+        _drive(settings, pools, job_id, todo, summary, timings, on_progress)
+    finally:
+        if pools is not None:
+            for actor in pools.preprocess + pools.inference:
+                ray.kill(actor)
+        if started_ray:
+            ray.shutdown()
+
+
+def _drive(
+    settings: Settings,
+    pools: _Pools,
+    job_id: str,
+    todo: list[tuple[str, list[Any]]],
+    summary: JobSummary,
+    timings: list[dict[str, Any]],
+    on_progress: Callable[[JobProgress], None] | None,
+) -> None:
+    queue: deque[StudyTask] = deque(
+        (job_id, uid, study_key(uid), tuple(h.key for h in hs), 1) for uid, hs in todo
+    )
+    progress = JobProgress(total=len(todo))
+    limit = min(settings.cluster.max_in_flight, 2 * len(pools.preprocess))
+    in_flight: dict[Any, tuple[StudyTask, Any]] = {}
+    next_actor = 0
+    retries = settings.preprocessing.retries
+    while queue or in_flight:
+        while queue and len(in_flight) < limit:
+            task = queue.popleft()
+            actor = pools.preprocess[next_actor % len(pools.preprocess)]
+            next_actor += 1
+            in_flight[actor.process.remote(task)] = (task, actor)
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+        for ref in ready:
+            task, actor = in_flight.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except (RayTaskError, RayActorError, ClusterError) as exc:
+                if isinstance(exc, RayActorError):
+                    _replace_actor(pools, actor)
+                if task[4] <= retries:
+                    logger.warning("study %s attempt %d failed (%s); retrying", task[2], task[4], type(exc).__name__)
+                    queue.append((*task[:4], task[4] + 1))
+                    continue
+                outcome = _quarantine(task, exc)
+            _record(summary, timings, job_id, outcome, progress)
+            if on_progress is not None:
+                on_progress(progress)
+
+
+def _replace_actor(pools: _Pools, dead: Any) -> None:
+    for index, actor in enumerate(pools.preprocess):
+        if actor == dead:
+            logger.warning("preprocessing actor %d died; starting a new one", index)
+            pools.preprocess[index] = pools.make_preprocess()
+
+
+def _quarantine(task: StudyTask, exc: BaseException) -> dict[str, Any]:
+    cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause else exc
+    return {
+        "study_key": task[2],
+        "status": "failed",
+        "error": {
+            "code": "quarantined",
+            "message": f"study {task[2]} failed {task[4]} times "
+            f"({type(cause).__name__}); it was set aside, run the job again to retry",
+            "key": None,
+        },
+        "images": 0,
+        "attempt": task[4],
+        "worker": None,
+        "timings": {},
+    }
+
+
+def _record(
+    summary: JobSummary,
+    timings: list[dict[str, Any]],
+    job_id: str,
+    outcome: dict[str, Any],
+    progress: JobProgress,
+) -> None:
+    progress.done += 1
+    summary.images += int(outcome.get("images", 0))
+    if outcome["status"] == "ok":
+        summary.studies_ok += 1
+    else:
+        progress.failed += 1
+        summary.studies_failed += 1
+        error = dict(outcome["error"] or {})
+        error["study_key"] = outcome["study_key"]
+        summary.errors.append(error)
+    stage = outcome.get("timings", {})
+    timings.append(
+        {
+            "job_id": job_id,
+            "study_key": outcome["study_key"],
+            "status": outcome["status"],
+            "attempt": outcome.get("attempt", 1),
+            "worker": outcome.get("worker"),
+            "images": outcome.get("images", 0),
+            **{k: float(stage.get(k, 0.0)) for k in ("fetch_s", "preprocess_s", "infer_s", "write_s")},
+            "total_s": float(sum(stage.values())) if stage else 0.0,
+        }
+    )
