@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -51,8 +51,10 @@ class ModelBuilder(Protocol):
 
 _BUILDERS: dict[str, ModelBuilder] = {}
 
+_B = TypeVar("_B", bound=ModelBuilder)
 
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
+
+def register_model(name: str) -> Callable[[_B], _B]:
     """Registers a builder under an architecture name.
 
     Use as a decorator: `@register_model("resnet18_1ch")`.
@@ -72,7 +74,7 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
             "'_', '.' or '-'"
         )
 
-    def decorator(builder: ModelBuilder) -> ModelBuilder:
+    def decorator(builder: _B) -> _B:
         existing = _BUILDERS.get(name)
         if existing is not None and _qualname(existing) != _qualname(builder):
             raise ValueError(

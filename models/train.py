@@ -379,7 +379,7 @@ def _metrics(
 def train_reference(
     samples: Sequence[Sample],
     *,
-    epochs: int = 6,
+    epochs: int = 4,
     image_size: int = 128,
     seed: int = 0,
     eval_fraction: float = 0.25,

@@ -148,7 +148,7 @@ class ModelCard(BaseModel):
             "(see docs/design.md)."
         )
     )
-    metrics: dict[str, float] = Field(
+    metrics: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = Field(
         default_factory=dict, description="Held-out evaluation results."
     )
     split: dict[str, Any] = Field(

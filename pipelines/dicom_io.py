@@ -16,12 +16,16 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pydicom
-from pydicom.charset import python_encoding
+from pydicom.charset import convert_encodings, python_encoding
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian
-from pydicom.uid import ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from pipelines.errors import NeedMoreBytes, NotDicomError, TruncatedError
 from pipelines.records import HeaderStatus, InstanceHeader
@@ -43,7 +47,7 @@ _MIN_PREFIX = 64 * 1024
 _T = TypeVar("_T")
 
 
-# -- sniffing -----------------------------------------------------------------
+# -- sniffing
 
 
 def sniff(data: bytes) -> tuple[str, str]:
@@ -80,14 +84,14 @@ def _looks_like_raw_dataset(data: bytes) -> bool:
     """True when the bytes open with a plausible little-endian data element."""
     if len(data) < 8:
         return False
-    group, element = struct.unpack("<HH", data[:4])
+    group, _element = struct.unpack("<HH", data[:4])
     if group not in (0x0002, 0x0004, 0x0008, 0x0010, 0x0018, 0x0020):
         return False
     vr = data[4:6]
     if vr.isalpha() and vr.isupper():
         return True
     (length,) = struct.unpack("<I", data[4:8])
-    return length < 1024 or length == 0xFFFFFFFF
+    return bool(length < 1024 or length == 0xFFFFFFFF)
 
 
 def _looks_like_text(data: bytes) -> bool:
@@ -100,7 +104,7 @@ def _looks_like_text(data: bytes) -> bool:
     return printable >= 0.95 * len(text)
 
 
-# -- reading --------------------------------------------------------------------
+# -- reading
 
 
 def _read_partial(data: bytes) -> tuple[Dataset, bool]:
@@ -139,7 +143,15 @@ def _apply_charset(ds: Dataset, key: str, charset: str | None) -> list[str]:
     """Check (and optionally override) SpecificCharacterSet; never raises."""
     codes: list[str] = []
     if charset is not None:
+        if charset not in python_encoding:
+            raise ValueError(
+                f"charset override {charset!r} is not a DICOM defined term for "
+                "(0008,0005) SpecificCharacterSet, e.g. 'ISO_IR 144'"
+            )
         ds.SpecificCharacterSet = charset
+        # Raw text elements are decoded with the encoding recorded at read time.
+        implicit, little = ds.original_encoding
+        ds.set_original_encoding(implicit, little, convert_encodings([charset]))
         codes.append("charset_overridden")
     try:
         values = ds.get("SpecificCharacterSet", None)
@@ -174,7 +186,7 @@ def _read_dataset(
             code=reason,
         )
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        ds: Dataset = pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as exc:
         raise TruncatedError(
             f"{key} could not be parsed as DICOM ({type(exc).__name__}); the "
@@ -214,8 +226,9 @@ def read_instance(data: bytes, *, key: str, charset: str | None = None) -> Datas
     Args:
         data: The complete object.
         key: Object key, used in messages.
-        charset: Optional SpecificCharacterSet override for sources known to
-            mislabel their text (pixels never depend on it).
+        charset: Optional SpecificCharacterSet override (a DICOM defined term
+            such as ``"ISO_IR 144"``) for sources known to mislabel their
+            text; pixels never depend on it.
 
     Returns:
         The data set, Pixel Data included.
@@ -223,6 +236,7 @@ def read_instance(data: bytes, *, key: str, charset: str | None = None) -> Datas
     Raises:
         NotDicomError: The bytes are not a DICOM data set.
         TruncatedError: The object cannot be parsed or its Pixel Data is cut.
+        ValueError: ``charset`` is not a defined term.
     """
     ds, _, _ = _read_dataset(data, key=key, charset=charset)
     return ds
@@ -251,7 +265,9 @@ def parse_header(data: bytes, *, key: str, total_size: int) -> InstanceHeader:
     if layout == "none":
         if is_prefix and len(data) < 132:
             raise _need_more(key, data, total_size)
-        return InstanceHeader(key=key, size=total_size, status="not_dicom", reason=reason)
+        return InstanceHeader(
+            key=key, size=total_size, status="not_dicom", reason=reason
+        )
 
     try:
         ds, reached = _read_partial(data)
@@ -318,7 +334,7 @@ def _is_image_sop_class(uid: str) -> bool:
     return name.endswith("Image Storage") or "Image Storage -" in name
 
 
-# -- header facts -----------------------------------------------------------------
+# -- header facts
 
 
 def _value(
@@ -346,7 +362,7 @@ def _first_int(raw: Any) -> int:
     if isinstance(raw, list | tuple) or (
         hasattr(raw, "__iter__") and not isinstance(raw, str | bytes)
     ):
-        raw = list(raw)[0]
+        raw = next(iter(raw))
     return int(float(raw))
 
 

@@ -16,15 +16,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from math import ceil
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
-from pydicom.pixels import apply_color_lut
-from pydicom.pixels import pixel_array as _pydicom_pixel_array
 from pydicom.pixels.decoders.base import get_decoder
-from pydicom.uid import JPEG2000TransferSyntaxes, UID
+from pydicom.pixels.processing import apply_color_lut
+from pydicom.pixels.utils import pixel_array as _pydicom_pixel_array
+from pydicom.uid import UID, JPEG2000TransferSyntaxes
 
 from pipelines.dicom_io import functional_group_item
 from pipelines.errors import (
@@ -133,7 +134,9 @@ def _decoder_available(ts: UID) -> tuple[bool, str]:
     return False, "; ".join(decoder.missing_dependencies)
 
 
-def check_decodable(ds: Dataset, *, key: str, limits: DecodeLimits | None = None) -> None:
+def check_decodable(
+    ds: Dataset, *, key: str, limits: DecodeLimits | None = None
+) -> None:
     """Check, before decoding, that the pixels can and may be decoded.
 
     Checks the required attributes, the decoded size against ``limits``, the
@@ -274,7 +277,8 @@ def decode_instance(
         ints, changed = _fix_stored_bits(raw, ds)
         if changed:
             warnings.append(
-                "j2k_signedness_corrected" if ts in JPEG2000TransferSyntaxes
+                "j2k_signedness_corrected"
+                if ts in JPEG2000TransferSyntaxes
                 else "unused_bits_masked"
             )
     else:
@@ -311,7 +315,9 @@ def _fix_stored_bits(
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     if allocated == 1:
         return raw, False
-    work = raw.astype(np.int64 if allocated > 16 else np.int32)
+    work: npt.NDArray[np.signedinteger[Any]] = raw.astype(
+        np.int64 if allocated > 16 else np.int32
+    )
     shift = high_bit + 1 - stored
     if shift > 0:
         work >>= shift
@@ -324,7 +330,9 @@ def _fix_stored_bits(
     return work, changed
 
 
-def _rescale(ds: Dataset, frames: int, warnings: list[str]) -> tuple[list[float], list[float]]:
+def _rescale(
+    ds: Dataset, frames: int, warnings: list[str]
+) -> tuple[list[float], list[float]]:
     """Per-frame slope and intercept (functional groups, else top level)."""
     slopes = [1.0] * frames
     intercepts = [0.0] * frames
@@ -332,10 +340,11 @@ def _rescale(ds: Dataset, frames: int, warnings: list[str]) -> tuple[list[float]
         "SharedFunctionalGroupsSequence" in ds
     )
     for f in range(frames):
-        source: Dataset | None = ds
+        source: Dataset = ds
         if enhanced:
             item = functional_group_item(ds, f, "PixelValueTransformationSequence")
-            source = item if item is not None else ds
+            if item is not None:
+                source = item
         try:
             slope = source.get("RescaleSlope", None)
             intercept = source.get("RescaleIntercept", None)

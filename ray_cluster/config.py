@@ -19,7 +19,14 @@ from typing import Any, Literal
 
 import platformdirs
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from ray_cluster.errors import ConfigError
 
@@ -182,12 +189,34 @@ class ServeSettings(_Section):
     batch_wait_timeout_s: float = Field(
         0.01, ge=0, description="@serve.batch wait to fill a batch."
     )
+    upscale_delay_s: float = Field(
+        5.0, ge=0, description="Load must last this long before a replica is added."
+    )
+    downscale_delay_s: float = Field(
+        120.0, ge=0, description="Idle time before a model replica is removed."
+    )
+    metrics_interval_s: float = Field(
+        10.0, gt=0, description="How often replicas report load to the autoscaler."
+    )
+    look_back_period_s: float = Field(
+        30.0, gt=0, description="Window the autoscaler averages load over."
+    )
     api_keys: tuple[Secret, ...] = Field(
-        (), description="Accepted API keys; prefer api_key_file or the environment."
+        (),
+        description="Accepted API keys (a list, or one string of comma-separated "
+        "keys); prefer api_key_file or the environment.",
     )
     api_key_file: Path | None = Field(
         None, description="File with one accepted API key per line."
     )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        """Accept ``MEDRAY_SERVE__API_KEYS=key1,key2`` as well as a list."""
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
 
 
 class Settings(_Section):

@@ -11,6 +11,7 @@ store.json              state: pid, endpoint, ports (no secrets)
 store-credentials       ACCESS_KEY=... / SECRET_KEY=... (mode 0600)
 store-identities.json   the S3 identities weed reads (mode 0600)
 store.log               weed's output
+store-ports.json        ports of the last start, taken again when free
 seaweedfs/              weed's data
 ```
 
@@ -58,6 +59,7 @@ STATE_FILE = "store.json"
 CREDENTIALS_FILE = "store-credentials"
 IDENTITIES_FILE = "store-identities.json"
 LOG_FILE = "store.log"
+PORTS_FILE = "store-ports.json"
 WEED_DIR = "seaweedfs"
 
 # The admin server's worker dials the admin gRPC port at admin port + 10000,
@@ -146,9 +148,7 @@ def read_credentials(data_dir: Path) -> tuple[Secret, Secret] | None:
         text = (Path(data_dir) / CREDENTIALS_FILE).read_text(encoding="utf-8")
     except OSError:
         return None
-    values = dict(
-        line.split("=", 1) for line in text.splitlines() if "=" in line
-    )
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     if not values.get("ACCESS_KEY") or not values.get("SECRET_KEY"):
         return None
     return Secret(values["ACCESS_KEY"]), Secret(values["SECRET_KEY"])
@@ -162,7 +162,19 @@ def _read_state(data_dir: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
+def _read_ports(data_dir: Path) -> dict[str, int]:
+    try:
+        ports = json.loads((data_dir / PORTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(ports, dict):
+        return {}
+    return {k: v for k, v in ports.items() if k in PORT_FLAGS and isinstance(v, int)}
+
+
 def _is_weed(pid: int) -> bool:
+    if pid <= 0:  # kill(0) and kill(-1) address process groups, not a process
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -180,29 +192,27 @@ def _is_weed(pid: int) -> bool:
 
 def read_endpoint(data_dir: Path) -> str | None:
     """Return the endpoint of the store running in ``data_dir``, else None."""
-    state = _read_state(data_dir)
-    if state is None or not _is_weed(int(state.get("pid", 0)) or -1):
+    state = _read_state(data_dir) or {}
+    pid = state.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or not _is_weed(pid):
         return None
     endpoint = state.get("endpoint")
     return endpoint if isinstance(endpoint, str) else None
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
+def _pick_ports(s3_port: int, preferred: Mapping[str, int]) -> dict[str, int]:
+    """Choose a free loopback port for each flag; ``s3_port`` 0 picks one too.
 
-
-def _pick_ports(s3_port: int) -> dict[str, int]:
-    """Choose a free loopback port for each flag; ``s3_port`` 0 picks one too."""
+    Ports of the previous start (``preferred``) are taken again when free: weed
+    keeps master metadata in a folder named after the master port.
+    """
     held: list[socket.socket] = []
     ports: dict[str, int] = {}
 
     def grab(port: int = 0) -> int:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # A port left in TIME_WAIT by an earlier run is free for weed to listen on.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -226,8 +236,11 @@ def _pick_ports(s3_port: int) -> dict[str, int]:
             if flag in ports or flag == "admin.port.grpc":
                 continue
             if flag == "admin.port":
-                for _ in range(100):
-                    port = grab()
+                for attempt in range(100):
+                    try:
+                        port = grab(preferred.get(flag, 0) if attempt == 0 else 0)
+                    except OSError:
+                        continue
                     if port + _ADMIN_GRPC_OFFSET < 65536:
                         try:
                             ports["admin.port.grpc"] = grab(port + _ADMIN_GRPC_OFFSET)
@@ -238,7 +251,10 @@ def _pick_ports(s3_port: int) -> dict[str, int]:
                 else:
                     raise StorageError("found no free port pair for the admin server")
                 continue
-            ports[flag] = grab()
+            try:
+                ports[flag] = grab(preferred.get(flag, 0))
+            except OSError:
+                ports[flag] = grab()
     finally:
         for sock in held:
             sock.close()
@@ -381,7 +397,7 @@ class EmbeddedStore:
         (weed_dir / "mini.options").unlink(missing_ok=True)
         for name in ("s3.sock", "filer.sock"):
             (weed_dir / name).unlink(missing_ok=True)
-        ports = _pick_ports(self.port)
+        ports = _pick_ports(self.port, _read_ports(self.data_dir))
         command = self._command(weed, ports)
         with open(self.data_dir / LOG_FILE, "ab") as log:
             self._process = subprocess.Popen(
@@ -394,8 +410,14 @@ class EmbeddedStore:
                 close_fds=True,
             )
         pid = self._process.pid
+        (self.data_dir / PORTS_FILE).write_text(json.dumps(ports), encoding="utf-8")
         endpoint = f"http://{HOST}:{ports['s3.port']}"
-        state = {"pid": pid, "endpoint": endpoint, "ports": ports, "started": time.time()}
+        state = {
+            "pid": pid,
+            "endpoint": endpoint,
+            "ports": ports,
+            "started": time.time(),
+        }
         _write_private(self.data_dir / STATE_FILE, json.dumps(state, indent=2))
 
         started = time.monotonic()
@@ -445,6 +467,9 @@ class EmbeddedStore:
         status = self.status()
         pid = status.pid
         if not status.running or pid is None:
+            if self._process is not None:
+                self._process.poll()  # reap a weed that died on its own
+                self._process = None
             self._forget()
             return False
         for sig in (signal.SIGTERM, signal.SIGKILL):

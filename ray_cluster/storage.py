@@ -9,6 +9,7 @@ never passed as task arguments, and never appear in ``repr`` or messages.
 
 from __future__ import annotations
 
+import builtins
 import io
 import logging
 import os
@@ -51,6 +52,13 @@ _META_PREFIX = "x-amz-meta-"
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject"})
 _AUTH_CODES = frozenset(
     {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"}
+)
+# What the minio SDK and urllib3 raise; `ObjectStore._fail` translates each.
+_CLIENT_ERRORS = (
+    S3Error,
+    ServerError,
+    InvalidResponseError,
+    urllib3.exceptions.HTTPError,
 )
 _CREDENTIAL_HINT = (
     "check MEDRAY_STORAGE__ACCESS_KEY/MEDRAY_STORAGE__SECRET_KEY, "
@@ -104,7 +112,11 @@ class S3Url:
         return S3Url(self.bucket, self.key(*parts))
 
     def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+        return (
+            f"s3://{self.bucket}/{self.prefix}"
+            if self.prefix
+            else f"s3://{self.bucket}"
+        )
 
 
 @dataclass(frozen=True)
@@ -169,12 +181,20 @@ def resolve_credentials(
             env.get("MEDRAY_STORAGE__ACCESS_KEY"),
             env.get("MEDRAY_STORAGE__SECRET_KEY"),
         ),
-        ("AWS_* variables", env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")),
+        (
+            "AWS_* variables",
+            env.get("AWS_ACCESS_KEY_ID"),
+            env.get("AWS_SECRET_ACCESS_KEY"),
+        ),
     ]
     if storage.secret_file is not None:
         values = _read_secret_file(storage.secret_file)
         candidates.append(
-            (str(storage.secret_file), values.get("ACCESS_KEY"), values.get("SECRET_KEY"))
+            (
+                str(storage.secret_file),
+                values.get("ACCESS_KEY"),
+                values.get("SECRET_KEY"),
+            )
         )
     for source, access, secret in candidates:
         if access and secret:
@@ -364,7 +384,7 @@ class ObjectStore:
             if exc.code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 return False
             self._fail(exc, bucket)
-        except (ServerError, InvalidResponseError, urllib3.exceptions.HTTPError) as exc:
+        except _CLIENT_ERRORS as exc:
             self._fail(exc, bucket)
         logger.info("created bucket s3://%s", bucket)
         return True
@@ -374,7 +394,9 @@ class ObjectStore:
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         """Yield every object under ``prefix`` (recursively), in key order."""
         try:
-            for item in self._client.list_objects(bucket, prefix=prefix, recursive=True):
+            for item in self._client.list_objects(
+                bucket, prefix=prefix, recursive=True
+            ):
                 if item.is_dir or item.object_name is None:
                     continue
                 yield ObjectInfo(
@@ -382,12 +404,7 @@ class ObjectStore:
                     size=item.size or 0,
                     etag=(item.etag or "").strip('"'),
                 )
-        except (
-            S3Error,
-            ServerError,
-            InvalidResponseError,
-            urllib3.exceptions.HTTPError,
-        ) as exc:
+        except _CLIENT_ERRORS as exc:
             self._fail(exc, bucket, prefix or None)
 
     def get(self, bucket: str, key: str) -> bytes:
@@ -405,12 +422,7 @@ class ObjectStore:
         try:
             response = self._client.get_object(bucket, key, offset=start, length=length)
             return bytes(response.read())
-        except (
-            S3Error,
-            ServerError,
-            InvalidResponseError,
-            urllib3.exceptions.HTTPError,
-        ) as exc:
+        except _CLIENT_ERRORS as exc:
             self._fail(exc, bucket, key)
         finally:
             if response is not None:
@@ -421,12 +433,7 @@ class ObjectStore:
         """Return size, etag, content type and user metadata of one object."""
         try:
             result = self._client.stat_object(bucket, key)
-        except (
-            S3Error,
-            ServerError,
-            InvalidResponseError,
-            urllib3.exceptions.HTTPError,
-        ) as exc:
+        except _CLIENT_ERRORS as exc:
             self._fail(exc, bucket, key)
         metadata = {
             name.lower()[len(_META_PREFIX) :]: value
@@ -468,15 +475,10 @@ class ObjectStore:
                 io.BytesIO(data),
                 len(data),
                 content_type=content_type,
-                metadata=dict(metadata) if metadata else None,  # type: ignore[arg-type]
+                metadata=dict(metadata) if metadata else None,
                 part_size=part_size,
             )
-        except (
-            S3Error,
-            ServerError,
-            InvalidResponseError,
-            urllib3.exceptions.HTTPError,
-        ) as exc:
+        except _CLIENT_ERRORS as exc:
             self._fail(exc, bucket, key)
         return ObjectInfo(key, len(data), (result.etag or "").strip('"'))
 
@@ -495,14 +497,9 @@ class ObjectStore:
                 key,
                 str(path),
                 content_type=content_type,
-                metadata=dict(metadata) if metadata else None,  # type: ignore[arg-type]
+                metadata=dict(metadata) if metadata else None,
             )
-        except (
-            S3Error,
-            ServerError,
-            InvalidResponseError,
-            urllib3.exceptions.HTTPError,
-        ) as exc:
+        except _CLIENT_ERRORS as exc:
             self._fail(exc, bucket, key)
         return ObjectInfo(key, path.stat().st_size, (result.etag or "").strip('"'))
 
@@ -510,12 +507,7 @@ class ObjectStore:
         """Delete one object; deleting a missing object is not an error."""
         try:
             self._client.remove_object(bucket, key)
-        except (
-            S3Error,
-            ServerError,
-            InvalidResponseError,
-            urllib3.exceptions.HTTPError,
-        ) as exc:
+        except _CLIENT_ERRORS as exc:
             self._fail(exc, bucket, key)
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
@@ -525,12 +517,7 @@ class ObjectStore:
             batch = [DeleteObject(k) for k in keys[start : start + 1000]]
             try:
                 errors = list(self._client.remove_objects(bucket, batch))
-            except (
-                S3Error,
-                ServerError,
-                InvalidResponseError,
-                urllib3.exceptions.HTTPError,
-            ) as exc:
+            except _CLIENT_ERRORS as exc:
                 self._fail(exc, bucket, prefix)
             if errors:
                 first = errors[0]
@@ -545,7 +532,7 @@ class ObjectStore:
 
     def map_threads(
         self, fn: Callable[[T], R], items: Iterable[T], threads: int | None = None
-    ) -> list[R]:
+    ) -> builtins.list[R]:
         """Apply ``fn`` to ``items`` on up to ``threads`` threads, keeping order.
 
         The first exception raised by ``fn`` is raised here once all running

@@ -1,0 +1,126 @@
+"""Throughput of `medray run` against a one-process loop, same studies and model.
+
+Starts a private embedded S3 server, ingests the studies (default: the demo
+studies; `--data DIR` for another folder such as ../shared/data/dicom), pushes
+an untrained reference-architecture model (throughput does not depend on the
+weights), then times:
+
+- baseline: one process, study after study: fetch, decode, preprocess, infer;
+- medray run: the Ray job (CPU actors + inference actor, batching across studies).
+
+Prints studies/s and images/s of both and their ratio.
+
+    .venv/bin/python benchmarks/batch.py [--data DIR] [--repeat-demo N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from models import (
+    ModelCard,
+    get_builder,
+    load_model,
+    predict_batch,
+    reference_input_spec,
+    save_weights,
+    sha256_file,
+)
+from ray_cluster.catalog import ensure_catalog
+from ray_cluster.config import load_settings
+from ray_cluster.demo import build_demo_folder
+from ray_cluster.embedded import EmbeddedStore
+from ray_cluster.ingest import ingest_folder
+from ray_cluster.job import run_job
+from ray_cluster.processing import finish_study, prepare_study
+from ray_cluster.registry import ModelRegistry
+from ray_cluster.storage import ObjectStore, S3Url
+
+LABELS = ["ct_axial", "ct_localizer", "mr", "radiograph", "other"]
+
+
+def make_model(folder: Path) -> tuple[ModelCard, Path]:
+    torch.manual_seed(0)
+    model = get_builder("resnet18_1ch")(num_classes=len(LABELS), in_channels=1)
+    weights = folder / "weights.safetensors"
+    save_weights(model.state_dict(), weights)
+    card = ModelCard(
+        name="bench",
+        version="1",
+        architecture="resnet18_1ch",
+        sha256=sha256_file(weights),
+        labels=LABELS,
+        input=reference_input_spec(128),
+        metrics={},
+        split={},
+        description="untrained, for throughput only",
+        intended_use="benchmark only",
+        created_by="benchmarks/batch.py",
+    )
+    return card, weights
+
+
+def baseline(store: ObjectStore, settings, url: S3Url, card: ModelCard, weights: Path) -> tuple[float, int, int]:
+    model = load_model(card, weights, torch.device("cpu"))
+    studies = ensure_catalog(store, settings, url).studies()
+    images = 0
+    start = time.perf_counter()
+    for uid, headers in studies.items():
+        objects = [(h.key, store.get(url.bucket, h.key)) for h in headers]
+        prepared = prepare_study(uid, objects, card)
+        probs = [
+            None if s.inputs is None or len(s.inputs) == 0 else predict_batch(model, s.inputs, torch.device("cpu"))
+            for s in prepared.series
+        ]
+        finish_study(prepared, probs, card)
+        images += prepared.input_count()
+    return time.perf_counter() - start, len(studies), images
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        store_proc = EmbeddedStore(root / "s3", port=0)
+        info = store_proc.start()
+        try:
+            os.environ["MEDRAY_STORAGE__ACCESS_KEY"] = info.access_key.get_secret_value()
+            os.environ["MEDRAY_STORAGE__SECRET_KEY"] = info.secret_key.get_secret_value()
+            settings = load_settings(
+                overrides={
+                    "storage": {"endpoint": info.endpoint, "data_dir": str(root / "s3")},
+                    "inference": {"cache_dir": str(root / "cache")},
+                }
+            )
+            store = ObjectStore.from_settings(settings.storage)
+            data = args.data or build_demo_folder(root / "demo")
+            url = S3Url.parse("s3://bench/studies/")
+            ingest_folder(store, data, url)
+            card, weights = make_model(root)
+            ModelRegistry(store, settings).push(card, weights)
+            ensure_catalog(store, settings, url)
+
+            torch.set_num_threads(os.cpu_count() or 1)
+            base_s, n_studies, n_images = baseline(store, settings, url, card, weights)
+            summary = run_job(settings, url, card.name, redo=True)
+            job_s = summary.seconds
+        finally:
+            store_proc.stop()
+    print(f"studies: {n_studies}, model images: {n_images}, cores: {os.cpu_count()}")
+    print(f"{'path':<22}{'seconds':>10}{'studies/s':>12}{'images/s':>12}")
+    print(f"{'one-process loop':<22}{base_s:>10.2f}{n_studies / base_s:>12.2f}{n_images / base_s:>12.1f}")
+    print(f"{'medray run (Ray)':<22}{job_s:>10.2f}{n_studies / job_s:>12.2f}{n_images / job_s:>12.1f}")
+    print(f"ratio medray/loop (throughput): {base_s / job_s:.2f}x")
+    print(f"job: {summary.studies_ok} ok, {summary.studies_failed} failed (includes Ray start-up)")
+
+
+if __name__ == "__main__":
+    main()

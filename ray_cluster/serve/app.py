@@ -1,0 +1,453 @@
+"""The HTTP ingress of medray's Serve application, and how the application is built.
+
+Deployments of the application ``medray``:
+
+- ``ingress`` (FastAPI): authentication, body limits, routing, access log;
+- ``model-<name>``, one per served model (`ModelServer`): autoscaled, batched;
+- ``jobs`` (`StudyJobs`): references to studies in the bucket, run in background.
+
+The FastAPI app is built on each ingress replica (``__serve_build_asgi_app__``)
+after the replica has read its API keys from its own node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ray import serve
+from ray.serve.exceptions import BackPressureError
+
+from models import ModelCard
+from pipelines import study_key
+from ray_cluster.config import Settings
+from ray_cluster.errors import ConfigError
+from ray_cluster.log import configure_logging
+from ray_cluster.serve.auth import ApiKeys, KeyCheck, presented_key
+from ray_cluster.serve.jobs import StudyJobs
+from ray_cluster.serve.model import ModelServer
+from ray_cluster.serve.uploads import (
+    RequestRejected,
+    body_kind,
+    identify_study,
+    read_limited,
+    split_parts,
+)
+
+__all__ = ["APP_NAME", "OPEN_PATHS", "Ingress", "StudyReference", "build_app"]
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "medray"
+#: Routes answered without an API key (probes of load balancers and Kubernetes).
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+MAX_REFERENCE_BYTES = 64 * 1024
+READY_TIMEOUT_S = 5.0
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class StudyReference(BaseModel):
+    """Body of ``POST /v1/studies``: where the study is, and which model to run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="Name of a served model.")
+    url: str = Field(description="s3://bucket/prefix holding the study (or studies).")
+    study_uid: str | None = Field(
+        None,
+        description="StudyInstanceUID in the prefix's catalog; unset: every study "
+        "under the prefix.",
+    )
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+class _Guard:
+    """ASGI middleware: API key on every route but the open ones, one log line each.
+
+    The log line holds the route template, status, milliseconds and, when the
+    handler identified one, the study key; never headers, bodies or query text.
+    """
+
+    def __init__(self, app: ASGIApp, keys: ApiKeys) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            denied = self._deny(scope)
+            if denied is not None:
+                await denied(scope, receive, send_status)
+            else:
+                await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "(unrouted)"
+            state = scope.get("state") or {}
+            logger.info(
+                "%s %s %d %.1f ms study=%s",
+                scope.get("method", "-"),
+                path,
+                status[0],
+                1000 * (time.perf_counter() - started),
+                state.get("study_key", "-"),
+            )
+
+    def _deny(self, scope: Scope) -> JSONResponse | None:
+        if scope.get("path") in OPEN_PATHS:
+            return None
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1")
+            for k, v in scope.get("headers", [])
+        }
+        verdict = self.keys.check(presented_key(headers))
+        if verdict is KeyCheck.MISSING:
+            return _error(
+                401,
+                "missing_api_key",
+                "send an API key in 'Authorization: Bearer <key>' or 'X-API-Key'",
+                **{"WWW-Authenticate": "Bearer"},
+            )
+        if verdict is KeyCheck.WRONG:
+            return _error(403, "wrong_api_key", "the API key is not accepted")
+        return None
+
+
+def _card_summary(card: ModelCard) -> dict[str, Any]:
+    return {
+        "name": card.name,
+        "version": card.version,
+        "sha256": card.sha256,
+        "architecture": card.architecture,
+        "labels": list(card.labels),
+        "input": dict(card.input),
+        "description": card.description,
+        "intended_use": card.intended_use,
+    }
+
+
+class Ingress:
+    """The FastAPI ingress: checks requests and hands them to the deployments.
+
+    Args:
+        settings: Settings without secrets; API keys are read on this node.
+        cards: Model name -> card JSON of each served model.
+        models: Model name -> handle of its deployment.
+        jobs: Handle of the `StudyJobs` deployment.
+        log_level: Level of this replica's medray log records.
+
+    Raises:
+        ConfigError: No API key is configured on this node (the deployment fails).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        cards: dict[str, str],
+        models: dict[str, Any],
+        jobs: Any,
+        log_level: str,
+    ) -> None:
+        configure_logging(log_level, "text")
+        self.settings = settings
+        self.keys = ApiKeys.load(settings.serve)
+        self.cards = {name: ModelCard.from_json(text) for name, text in cards.items()}
+        self.models = models
+        self.jobs = jobs
+        self.max_body = int(settings.serve.max_upload_mb * 1024 * 1024)
+        self.timeout_s = settings.serve.request_timeout_s
+        logger.info(
+            "ingress ready: %d models, %d API keys", len(models), len(self.keys)
+        )
+
+    def __serve_build_asgi_app__(self) -> ASGIApp:
+        api = _build_api(self)
+        return _Guard(api, self.keys)
+
+    async def call_model(self, name: str, study_uid: str, objects: list[Any]) -> Any:
+        """Ask a model deployment for a study's result, bounded in time.
+
+        Raises:
+            RequestRejected: 503 when the model's queue is full or the request
+                runs past ``serve.request_timeout_s``.
+        """
+        response = self.models[name].predict.remote(study_uid, objects)
+        return await self._bounded(response, f"model {name}")
+
+    async def _bounded(self, response: Any, what: str) -> Any:
+        try:
+            return await asyncio.wait_for(_resolve(response), self.timeout_s)
+        except BackPressureError:
+            raise RequestRejected(
+                503, "overloaded", f"{what} is at capacity; retry shortly"
+            ) from None
+        except TimeoutError:
+            response.cancel()
+            raise RequestRejected(
+                503,
+                "timeout",
+                f"{what} did not answer within {self.timeout_s:g} s "
+                "(serve.request_timeout_s); retry later",
+            ) from None
+
+
+async def _resolve(response: Any) -> Any:
+    return await response
+
+
+def _build_api(ingress: Ingress) -> FastAPI:
+    api = FastAPI(
+        title="medray",
+        summary="Diagnosis of DICOM studies by medray models.",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+
+    @api.exception_handler(RequestRejected)
+    async def rejected(request: Request, exc: RequestRejected) -> JSONResponse:
+        headers = {"Retry-After": "1"} if exc.status == 503 else {}
+        return _error(exc.status, exc.code, exc.message, **headers)
+
+    @api.get("/healthz", summary="The process answers.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz", summary="Every model deployment answers.")
+    async def readyz() -> JSONResponse:
+        async def one(name: str) -> bool:
+            try:
+                info = ingress.models[name].info.remote()
+                await asyncio.wait_for(_resolve(info), READY_TIMEOUT_S)
+            except Exception:
+                return False
+            return True
+
+        names = sorted(ingress.models)
+        states = await asyncio.gather(*(one(n) for n in names))
+        ready = dict(zip(names, states, strict=True))
+        ok = all(states)
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "models": ready},
+            status_code=200 if ok else 503,
+        )
+
+    @api.get("/v1/models", summary="The served models and their cards.")
+    async def list_models() -> dict[str, Any]:
+        return {
+            "models": [_card_summary(ingress.cards[n]) for n in sorted(ingress.cards)]
+        }
+
+    @api.post(
+        "/v1/models/{name}/predict",
+        summary="Diagnose one study sent in the body.",
+        description="One instance as application/dicom, or several as "
+        "multipart/related (or multipart/form-data) parts of one study. The "
+        "answer is the batch job's result document for that study.",
+        responses={
+            400: {"description": "Not DICOM, no image, or several studies."},
+            401: {"description": "No API key."},
+            403: {"description": "Wrong API key."},
+            404: {"description": "No such model."},
+            413: {"description": "Body larger than serve.max_upload_mb."},
+            415: {"description": "Content type not accepted."},
+            503: {"description": "Overloaded or timed out; retry later."},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/dicom": {
+                        "schema": {"type": "string", "format": "binary"}
+                    },
+                    "multipart/related": {
+                        "schema": {"type": "string", "format": "binary"}
+                    },
+                },
+            }
+        },
+    )
+    async def predict(name: str, request: Request) -> JSONResponse:
+        if name not in ingress.models:
+            raise RequestRejected(404, "unknown_model", _unknown_model(ingress, name))
+        kind, boundary = body_kind(request.headers.get("content-type"))
+        body = await read_limited(
+            request.stream(), request.headers.get("content-length"), ingress.max_body
+        )
+        parts = split_parts(body, kind, boundary)
+        del body
+        objects = [(f"part-{i}", data) for i, data in enumerate(parts)]
+        study_uid, kept, _ = await asyncio.to_thread(identify_study, objects)
+        request.state.study_key = study_key(study_uid)
+        result = await ingress.call_model(name, study_uid, kept)
+        return JSONResponse(result)
+
+    @api.post(
+        "/v1/studies",
+        status_code=202,
+        summary="Diagnose a study already in the bucket; returns a job id.",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": StudyReference.model_json_schema()}
+                },
+            }
+        },
+    )
+    async def submit_study(request: Request) -> JSONResponse:
+        mime = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if mime != "application/json":
+            raise RequestRejected(
+                415, "unsupported_media_type", "send the reference as application/json"
+            )
+        body = await read_limited(
+            request.stream(), request.headers.get("content-length"), MAX_REFERENCE_BYTES
+        )
+        try:
+            reference = StudyReference.model_validate_json(body)
+        except ValidationError as exc:
+            fields = ", ".join(
+                ".".join(map(str, e["loc"])) or "body" for e in exc.errors()
+            )
+            raise RequestRejected(
+                400,
+                "bad_reference",
+                f"the body must be JSON {{model, url, study_uid?}}; check: {fields}",
+            ) from None
+        if reference.model not in ingress.models:
+            raise RequestRejected(
+                404, "unknown_model", _unknown_model(ingress, reference.model)
+            )
+        try:
+            status = await ingress._bounded(
+                ingress.jobs.submit.remote(
+                    reference.model, reference.url, reference.study_uid
+                ),
+                "the job service",
+            )
+        except ConfigError as exc:
+            raise RequestRejected(400, "bad_url", exc.message) from None
+        return JSONResponse(
+            status,
+            status_code=202,
+            headers={"Location": f"/v1/jobs/{status['job_id']}"},
+        )
+
+    @api.get("/v1/jobs/{job_id}", summary="Status, progress and result of a job.")
+    async def job_status(job_id: str) -> JSONResponse:
+        status = await ingress._bounded(
+            ingress.jobs.status.remote(job_id), "the job service"
+        )
+        if status is None:
+            raise RequestRejected(
+                404, "unknown_job", f"no job {job_id!r} (jobs live in memory)"
+            )
+        return JSONResponse(status)
+
+    return api
+
+
+def _unknown_model(ingress: Ingress, name: str) -> str:
+    known = ", ".join(sorted(ingress.models)) or "none"
+    return f"model {name!r} is not served here; served: {known} (GET /v1/models)"
+
+
+def build_app(
+    settings: Settings, cards: list[ModelCard], log_level: str = "WARNING"
+) -> Any:
+    """Bind the deployments of the application for `serve.run`.
+
+    Args:
+        settings: Settings; secrets are removed before they reach a replica.
+        cards: Cards of the models to serve (one deployment each).
+        log_level: Level of medray log records in the replicas.
+
+    Returns:
+        The bound application (a ``ray.serve.Application``).
+
+    Raises:
+        ValueError: No card, or two cards with the same name.
+    """
+    if not cards:
+        raise ValueError("give at least one model to serve")
+    names = [c.name for c in cards]
+    if len(set(names)) != len(names):
+        raise ValueError(f"each model may be served once; got {names}")
+    safe = settings.without_secrets()
+    opts = settings.serve
+    autoscaling = {
+        "min_replicas": opts.min_replicas,
+        "initial_replicas": max(1, opts.min_replicas),
+        "max_replicas": max(opts.max_replicas, opts.min_replicas, 1),
+        "target_ongoing_requests": opts.target_ongoing_requests,
+        "upscale_delay_s": opts.upscale_delay_s,
+        "downscale_delay_s": opts.downscale_delay_s,
+        "metrics_interval_s": opts.metrics_interval_s,
+        "look_back_period_s": max(opts.look_back_period_s, 2 * opts.metrics_interval_s),
+    }
+    model_apps = {}
+    for card in cards:
+        deployment = serve.deployment(ModelServer).options(
+            name=f"model-{card.name}",
+            autoscaling_config=autoscaling,
+            max_ongoing_requests=max(
+                opts.batch_max_size, math.ceil(opts.target_ongoing_requests)
+            ),
+            max_queued_requests=opts.max_queued_requests,
+            ray_actor_options={"num_cpus": 1},
+            health_check_period_s=10.0,
+        )
+        model_apps[card.name] = deployment.bind(safe, card.to_json(), log_level)
+    jobs = (
+        serve.deployment(StudyJobs)
+        .options(
+            name="jobs",
+            num_replicas=1,
+            max_ongoing_requests=1000,
+            ray_actor_options={"num_cpus": 0},
+        )
+        .bind(safe, model_apps, log_level)
+    )
+    ingress_cls = serve.ingress()(Ingress)
+    ingress = serve.deployment(ingress_cls).options(
+        name="ingress",
+        num_replicas=1,
+        max_ongoing_requests=4 * opts.max_queued_requests + 4 * opts.batch_max_size,
+        max_queued_requests=opts.max_queued_requests,
+        ray_actor_options={"num_cpus": 0},
+        logging_config={"enable_access_log": False},
+    )
+    return ingress.bind(
+        safe, {c.name: c.to_json() for c in cards}, model_apps, jobs, log_level
+    )

@@ -1,0 +1,247 @@
+"""Request bodies of the predict route: size limit, content type, DICOM parts.
+
+A body is one DICOM instance (``application/dicom``) or several parts of a
+``multipart/related`` (DICOMweb STOW style) or ``multipart/form-data`` body. The
+size is checked twice: the declared ``Content-Length`` before reading, and the
+bytes actually received while streaming (a client may lie or send chunks).
+Parts are named ``part-<n>`` (0-based) in results and messages: client file
+names may carry patient data and are never used.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from pipelines import InstanceHeader, parse_header
+
+__all__ = [
+    "DICOM_TYPES",
+    "RequestRejected",
+    "body_kind",
+    "identify_study",
+    "read_limited",
+    "split_parts",
+]
+
+logger = logging.getLogger(__name__)
+
+DICOM_TYPES = ("application/dicom", "application/octet-stream")
+MULTIPART_TYPES = ("multipart/related", "multipart/form-data")
+
+
+@dataclass
+class RequestRejected(Exception):
+    """A request the service refuses, with its HTTP status and a clear message."""
+
+    status: int
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def body_kind(content_type: str | None) -> tuple[str, bytes]:
+    """Classify a request's content type.
+
+    Returns:
+        ``("dicom", b"")`` or ``("multipart", boundary)``.
+
+    Raises:
+        RequestRejected: 415 for any other content type or a missing boundary.
+    """
+    mime, params = parse_options_header(content_type or "")
+    kind = mime.decode("latin-1").lower()
+    if kind in DICOM_TYPES:
+        return "dicom", b""
+    if kind in MULTIPART_TYPES:
+        boundary = params.get(b"boundary", b"")
+        if not boundary:
+            raise RequestRejected(
+                415, "no_boundary", f"{kind} body without a boundary parameter"
+            )
+        return "multipart", boundary
+    raise RequestRejected(
+        415,
+        "unsupported_media_type",
+        f"content type {kind or 'none'!r} is not accepted; send one instance as "
+        "application/dicom or several as multipart/related; type=application/dicom",
+    )
+
+
+async def read_limited(
+    chunks: AsyncIterator[bytes], declared: str | None, limit: int
+) -> bytes:
+    """Read a body of at most ``limit`` bytes.
+
+    Args:
+        chunks: The body as it streams in.
+        declared: The ``Content-Length`` header, if any.
+        limit: Largest accepted body in bytes.
+
+    Raises:
+        RequestRejected: 413 when the declared or received size exceeds the limit,
+            400 when ``Content-Length`` is not a number.
+    """
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise RequestRejected(
+                400, "bad_content_length", "Content-Length is not a number"
+            ) from None
+        if size > limit:
+            raise _too_large(limit)
+    received = bytearray()
+    async for chunk in chunks:
+        received += chunk
+        if len(received) > limit:
+            raise _too_large(limit)
+    return bytes(received)
+
+
+def _too_large(limit: int) -> RequestRejected:
+    return RequestRejected(
+        413,
+        "body_too_large",
+        f"the body is larger than {limit / 2**20:.1f} MiB (serve.max_upload_mb); "
+        "send large studies to the bucket and use POST /v1/studies",
+    )
+
+
+class _PartCollector:
+    """Callbacks of the multipart parser that keep each part's bytes."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[dict[str, str], bytes]] = []
+        self._headers: dict[str, str] = {}
+        self._field = bytearray()
+        self._value = bytearray()
+        self._data = bytearray()
+
+    def on_part_begin(self) -> None:
+        self._headers, self._data = {}, bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def on_header_end(self) -> None:
+        name = self._field.decode("latin-1").strip().lower()
+        self._headers[name] = self._value.decode("latin-1").strip()
+        self._field, self._value = bytearray(), bytearray()
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        self._data += data[start:end]
+
+    def on_part_end(self) -> None:
+        self.parts.append((self._headers, bytes(self._data)))
+
+
+def split_parts(body: bytes, kind: str, boundary: bytes) -> list[bytes]:
+    """Return the instances of a body.
+
+    Multipart parts whose content type is not DICOM (a form field, say) are
+    refused rather than silently dropped.
+
+    Raises:
+        RequestRejected: 400 for an empty or malformed body, 415 for a part of
+            another content type.
+    """
+    if kind == "dicom":
+        if not body:
+            raise RequestRejected(400, "empty_body", "the body is empty")
+        return [body]
+    collector = _PartCollector()
+    parser = MultipartParser(boundary, callbacks=_callbacks(collector))
+    try:
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise RequestRejected(
+            400, "bad_multipart", f"the multipart body cannot be parsed: {exc}"
+        ) from None
+    if not collector.parts:
+        raise RequestRejected(400, "empty_body", "the multipart body has no parts")
+    instances = []
+    for index, (headers, data) in enumerate(collector.parts):
+        mime, _ = parse_options_header(headers.get("content-type", ""))
+        part_type = mime.decode("latin-1").lower()
+        if part_type and part_type not in DICOM_TYPES:
+            raise RequestRejected(
+                415,
+                "unsupported_media_type",
+                f"part-{index} has content type {part_type!r}; every part must be "
+                "application/dicom",
+            )
+        if not data:
+            raise RequestRejected(400, "empty_part", f"part-{index} is empty")
+        instances.append(data)
+    return instances
+
+
+def _callbacks(collector: _PartCollector) -> Mapping[str, object]:
+    return {
+        "on_part_begin": collector.on_part_begin,
+        "on_header_field": collector.on_header_field,
+        "on_header_value": collector.on_header_value,
+        "on_header_end": collector.on_header_end,
+        "on_part_data": collector.on_part_data,
+        "on_part_end": collector.on_part_end,
+    }
+
+
+def identify_study(
+    objects: Sequence[tuple[str, bytes]],
+) -> tuple[str, list[tuple[str, bytes]], list[InstanceHeader]]:
+    """Find the one study of uploaded instances and keep those with pixels.
+
+    Instances without pixel data (a DICOMDIR, a report) are left out, as the
+    batch job's catalog leaves them out.
+
+    Returns:
+        ``(study uid, objects with pixel data, headers of those)``.
+
+    Raises:
+        RequestRejected: 400 when a part is not DICOM or unreadable, when no part
+            has pixel data, or when the parts belong to several studies.
+    """
+    kept: list[tuple[str, bytes]] = []
+    headers: list[InstanceHeader] = []
+    studies: set[str] = set()
+    for key, data in objects:
+        header = parse_header(data, key=key, total_size=len(data))
+        if header.status in ("not_dicom", "unreadable"):
+            raise RequestRejected(
+                400,
+                "not_dicom",
+                f"{key} is not a readable DICOM instance "
+                f"({header.reason or header.status}); send DICOM Part 10 files",
+            )
+        if header.status != "image":
+            continue
+        if header.study_uid:
+            studies.add(header.study_uid)
+        kept.append((key, data))
+        headers.append(header)
+    if not kept:
+        raise RequestRejected(
+            400,
+            "no_image",
+            "no instance in the body has pixel data; send image instances",
+        )
+    if len(studies) != 1:
+        raise RequestRejected(
+            400,
+            "several_studies" if studies else "no_study_uid",
+            f"the instances belong to {len(studies)} studies; send exactly one "
+            "study per request (StudyInstanceUID must be set and equal)",
+        )
+    return studies.pop(), kept, headers
