@@ -66,7 +66,9 @@ def make_model(folder: Path) -> tuple[ModelCard, Path]:
     return card, weights
 
 
-def baseline(store: ObjectStore, settings, url: S3Url, card: ModelCard, weights: Path) -> tuple[float, int, int]:
+def baseline(
+    store: ObjectStore, settings, url: S3Url, card: ModelCard, weights: Path
+) -> tuple[float, int, int]:
     model = load_model(card, weights, torch.device("cpu"))
     studies = ensure_catalog(store, settings, url).studies()
     images = 0
@@ -75,7 +77,9 @@ def baseline(store: ObjectStore, settings, url: S3Url, card: ModelCard, weights:
         objects = [(h.key, store.get(url.bucket, h.key)) for h in headers]
         prepared = prepare_study(uid, objects, card)
         probs = [
-            None if s.inputs is None or len(s.inputs) == 0 else predict_batch(model, s.inputs, torch.device("cpu"))
+            None
+            if s.inputs is None or len(s.inputs) == 0
+            else predict_batch(model, s.inputs, torch.device("cpu"))
             for s in prepared.series
         ]
         finish_study(prepared, probs, card)
@@ -92,11 +96,18 @@ def main() -> None:
         store_proc = EmbeddedStore(root / "s3", port=0)
         info = store_proc.start()
         try:
-            os.environ["MEDRAY_STORAGE__ACCESS_KEY"] = info.access_key.get_secret_value()
-            os.environ["MEDRAY_STORAGE__SECRET_KEY"] = info.secret_key.get_secret_value()
+            os.environ["MEDRAY_STORAGE__ACCESS_KEY"] = (
+                info.access_key.get_secret_value()
+            )
+            os.environ["MEDRAY_STORAGE__SECRET_KEY"] = (
+                info.secret_key.get_secret_value()
+            )
             settings = load_settings(
                 overrides={
-                    "storage": {"endpoint": info.endpoint, "data_dir": str(root / "s3")},
+                    "storage": {
+                        "endpoint": info.endpoint,
+                        "data_dir": str(root / "s3"),
+                    },
                     "inference": {"cache_dir": str(root / "cache")},
                 }
             )
@@ -116,10 +127,16 @@ def main() -> None:
             store_proc.stop()
     print(f"studies: {n_studies}, model images: {n_images}, cores: {os.cpu_count()}")
     print(f"{'path':<22}{'seconds':>10}{'studies/s':>12}{'images/s':>12}")
-    print(f"{'one-process loop':<22}{base_s:>10.2f}{n_studies / base_s:>12.2f}{n_images / base_s:>12.1f}")
-    print(f"{'medray run (Ray)':<22}{job_s:>10.2f}{n_studies / job_s:>12.2f}{n_images / job_s:>12.1f}")
+    print(
+        f"{'one-process loop':<22}{base_s:>10.2f}{n_studies / base_s:>12.2f}{n_images / base_s:>12.1f}"
+    )
+    print(
+        f"{'medray run (Ray)':<22}{job_s:>10.2f}{n_studies / job_s:>12.2f}{n_images / job_s:>12.1f}"
+    )
     print(f"ratio medray/loop (throughput): {base_s / job_s:.2f}x")
-    print(f"job: {summary.studies_ok} ok, {summary.studies_failed} failed (includes Ray start-up)")
+    print(
+        f"job: {summary.studies_ok} ok, {summary.studies_failed} failed (includes Ray start-up)"
+    )
 
 
 if __name__ == "__main__":

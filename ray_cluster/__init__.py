@@ -60,7 +60,26 @@ _WHERE = {
     "JobSummary": "job",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "CatalogError",
+    "ClusterError",
+    "ConfigError",
+    "JobError",
+    "JobSummary",
+    "ObjectNotFoundError",
+    "ServeError",
+    "Settings",
+    "StorageError",
+    "StudyDataset",
+    "catalog",
+    "connect_store",
+    "inspect_source",
+    "load_results",
+    "load_settings",
+    "open_study",
+    "run",
+    "study_inputs",
+]
 
 
 def __getattr__(name: str) -> Any:

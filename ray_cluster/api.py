@@ -51,7 +51,9 @@ def connect_store(settings: Settings | None = None) -> ObjectStore:
     return ObjectStore.from_settings(_settings(settings).storage)
 
 
-def catalog(url: str, settings: Settings | None = None, *, rebuild: bool = False) -> Catalog:
+def catalog(
+    url: str, settings: Settings | None = None, *, rebuild: bool = False
+) -> Catalog:
     """Catalogue a prefix (incrementally) and return it."""
     settings = _settings(settings)
     target = S3Url.parse(url)
@@ -147,7 +149,10 @@ def _study_records(uid: str, images: StudyImages) -> Iterator[dict[str, Any]]:
             **report,
             "instances_used_count": len(used) if isinstance(used, list) else used,
         }
-    for kind, issues in (("skipped_object", images.skipped), ("object_error", images.errors)):
+    for kind, issues in (
+        ("skipped_object", images.skipped),
+        ("object_error", images.errors),
+    ):
         for issue in issues:
             yield {
                 "study_key": key,
@@ -158,7 +163,9 @@ def _study_records(uid: str, images: StudyImages) -> Iterator[dict[str, Any]]:
             }
 
 
-def inspect_source(source: str, settings: Settings | None = None) -> list[dict[str, Any]]:
+def inspect_source(
+    source: str, settings: Settings | None = None
+) -> list[dict[str, Any]]:
     """Return series reports and object issues for a local folder or a prefix."""
     records: list[dict[str, Any]] = []
     if source.startswith("s3://"):
@@ -166,7 +173,11 @@ def inspect_source(source: str, settings: Settings | None = None) -> list[dict[s
         target = S3Url.parse(source)
         cat = ensure_catalog(connect_store(settings), settings, target)
         for uid in sorted(cat.studies(), key=study_key):
-            records.extend(_study_records(uid, assemble_study(iter_study_objects(source, uid, settings))))
+            records.extend(
+                _study_records(
+                    uid, assemble_study(iter_study_objects(source, uid, settings))
+                )
+            )
         headers = cat.rejected() + cat.skipped()
     else:
         found = read_local_studies(Path(source))

@@ -214,12 +214,19 @@ def build_catalog(
     known = {h.key: h for h in previous.headers} if previous else {}
     old_etags = previous.etags if previous else {}
     fresh = [i for i in infos if i.key not in known or old_etags.get(i.key) != i.etag]
-    read = {h.key: h for h in _read_headers(store, url.bucket, fresh, settings, on_header)}
+    read = {
+        h.key: h for h in _read_headers(store, url.bucket, fresh, settings, on_header)
+    }
     headers = [read.get(i.key) or known[i.key] for i in infos]
     catalog = Catalog(url=url, headers=headers, etags={i.key: i.etag for i in infos})
     if write:
         key = catalog_key(settings, url)
-        store.put(url.bucket, key, catalog.to_parquet(), content_type="application/vnd.apache.parquet")
+        store.put(
+            url.bucket,
+            key,
+            catalog.to_parquet(),
+            content_type="application/vnd.apache.parquet",
+        )
     logger.info(
         "catalogued %s: %d objects (%d read) in %.2f s",
         url,

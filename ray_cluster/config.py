@@ -159,9 +159,7 @@ class InferenceSettings(_Section):
     registry_prefix: str = Field(
         "medray-models", description="Prefix of the model registry in the bucket."
     )
-    registry_bucket: str = Field(
-        "medray", description="Bucket of the model registry."
-    )
+    registry_bucket: str = Field("medray", description="Bucket of the model registry.")
     cache_dir: Path = Field(
         default_factory=lambda: default_data_dir() / "models",
         description="Local cache of model weights, keyed by sha256.",
@@ -232,7 +230,9 @@ class Settings(_Section):
 
     def without_secrets(self) -> Settings:
         """Return a copy safe to send to actors: every secret removed."""
-        storage = self.storage.model_copy(update={"access_key": None, "secret_key": None})
+        storage = self.storage.model_copy(
+            update={"access_key": None, "secret_key": None}
+        )
         serve = self.serve.model_copy(update={"api_keys": ()})
         return self.model_copy(update={"storage": storage, "serve": serve})
 

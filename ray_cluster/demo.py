@@ -51,10 +51,22 @@ def phantom_hu(slices: int, size: int, pixel_mm: float, step_mm: float) -> np.nd
     volume = np.full((slices, size, size), -1000.0, dtype=np.float32)
     extent = slices * step_mm / 2 * 0.95
     volume[_ellipsoid(grid, (0, 0, 0), (half * 0.8, half * 0.9, extent))] = 1000.0
-    volume[_ellipsoid(grid, (0, 0, 0), (half * 0.72, half * 0.82, extent * 0.93))] = 40.0
-    volume[_ellipsoid(grid, (-half * 0.2, -half * 0.1, 0), (half * 0.1, half * 0.25, extent * 0.5))] = 5.0
-    volume[_ellipsoid(grid, (half * 0.2, -half * 0.1, 0), (half * 0.1, half * 0.25, extent * 0.5))] = 5.0
-    volume[_ellipsoid(grid, (0, half * 0.4, 0), (half * 0.12, half * 0.12, extent * 0.3))] = 70.0
+    volume[_ellipsoid(grid, (0, 0, 0), (half * 0.72, half * 0.82, extent * 0.93))] = (
+        40.0
+    )
+    volume[
+        _ellipsoid(
+            grid, (-half * 0.2, -half * 0.1, 0), (half * 0.1, half * 0.25, extent * 0.5)
+        )
+    ] = 5.0
+    volume[
+        _ellipsoid(
+            grid, (half * 0.2, -half * 0.1, 0), (half * 0.1, half * 0.25, extent * 0.5)
+        )
+    ] = 5.0
+    volume[
+        _ellipsoid(grid, (0, half * 0.4, 0), (half * 0.12, half * 0.12, extent * 0.3))
+    ] = 70.0
     return volume
 
 
@@ -95,7 +107,11 @@ def _store_pixels(ds: FileDataset, hu: np.ndarray) -> None:
 
 
 def write_phantom_ct(
-    folder: Path, slices: int = 32, size: int = 128, pixel_mm: float = 1.6, step_mm: float = 2.5
+    folder: Path,
+    slices: int = 32,
+    size: int = 128,
+    pixel_mm: float = 1.6,
+    step_mm: float = 2.5,
 ) -> str:
     """Write a synthetic CT study: an axial series and a coronal localizer.
 
@@ -111,6 +127,7 @@ def write_phantom_ct(
         The StudyInstanceUID.
     """
     folder.mkdir(parents=True, exist_ok=True)
+
     def uid(*parts: object) -> str:
         # A 2.25 UUID-derived UID, name-based so that the same phantom gets
         # the same UIDs on every machine (and results can be reused).
@@ -162,6 +179,8 @@ def build_demo_folder(dest: Path) -> Path:
         ``dest``.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(pydicom_test_files(), dest / "pydicom_test_files", dirs_exist_ok=True)
+    shutil.copytree(
+        pydicom_test_files(), dest / "pydicom_test_files", dirs_exist_ok=True
+    )
     write_phantom_ct(dest / "synthetic_ct_phantom")
     return dest

@@ -35,7 +35,12 @@ from ray_cluster.errors import ClusterError
 from ray_cluster.log import log_context
 from ray_cluster.processing import _code_version
 from ray_cluster.registry import ModelRegistry
-from ray_cluster.storage import ObjectStore, S3Url, resolve_credentials, resolve_endpoint
+from ray_cluster.storage import (
+    ObjectStore,
+    S3Url,
+    resolve_credentials,
+    resolve_endpoint,
+)
 
 __all__ = ["JobProgress", "JobSummary", "new_job_id", "run_job"]
 
@@ -145,7 +150,9 @@ def _start_pools(
     per_actor = settings.cluster.cpus_per_preprocess_actor
     fit = max(1, int(spare // per_actor)) if settings.cluster.address is None else 10**6
     n_pre = max(1, min(settings.cluster.preprocess_actors, n_studies, fit))
-    resources = {settings.cluster.cpu_resource: 1.0} if settings.cluster.cpu_resource else {}
+    resources = (
+        {settings.cluster.cpu_resource: 1.0} if settings.cluster.cpu_resource else {}
+    )
     pre_cls = ray.remote(PreprocessWorker).options(  # type: ignore[attr-defined]
         num_cpus=per_actor, resources=resources, max_concurrency=2
     )
@@ -197,14 +204,45 @@ def _write_reports(
             if k.startswith(("studies_", "objects_")) or k in ("images", "seconds")
         },
     }
-    store.put(bucket, f"{prefix}manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode(), content_type="application/json")
+    store.put(
+        bucket,
+        f"{prefix}manifest.json",
+        json.dumps(manifest, indent=2, sort_keys=True).encode(),
+        content_type="application/json",
+    )
     errors = "".join(json.dumps(e, sort_keys=True) + "\n" for e in summary.errors)
-    store.put(bucket, f"{prefix}errors.jsonl", errors.encode(), content_type="application/x-ndjson")
-    columns = ["job_id", "study_key", "status", "attempt", "worker", "images", "fetch_s", "preprocess_s", "infer_s", "write_s", "total_s"]
-    table = pa.Table.from_pylist(timings, schema=None) if timings else pa.table({c: [] for c in columns})
+    store.put(
+        bucket,
+        f"{prefix}errors.jsonl",
+        errors.encode(),
+        content_type="application/x-ndjson",
+    )
+    columns = [
+        "job_id",
+        "study_key",
+        "status",
+        "attempt",
+        "worker",
+        "images",
+        "fetch_s",
+        "preprocess_s",
+        "infer_s",
+        "write_s",
+        "total_s",
+    ]
+    table = (
+        pa.Table.from_pylist(timings, schema=None)
+        if timings
+        else pa.table({c: [] for c in columns})
+    )
     sink = io.BytesIO()
     pq.write_table(table, sink)
-    store.put(bucket, f"{prefix}timings.parquet", sink.getvalue(), content_type="application/vnd.apache.parquet")
+    store.put(
+        bucket,
+        f"{prefix}timings.parquet",
+        sink.getvalue(),
+        content_type="application/vnd.apache.parquet",
+    )
 
 
 def run_job(
@@ -252,19 +290,39 @@ def run_job(
         logger.info("job start: %s with %s %s", target, card.name, card.version)
         catalog = ensure_catalog(store, settings, target)
         studies = catalog.studies()
-        done = set() if redo else _existing_results(store, target.bucket, settings, card)
-        todo = [(uid, hs) for uid, hs in sorted(studies.items(), key=lambda kv: study_key(kv[0])) if study_key(uid) not in done]
+        done = (
+            set() if redo else _existing_results(store, target.bucket, settings, card)
+        )
+        todo = [
+            (uid, hs)
+            for uid, hs in sorted(studies.items(), key=lambda kv: study_key(kv[0]))
+            if study_key(uid) not in done
+        ]
         if limit is not None:
             todo = todo[:limit]
         summary.studies_total = len(studies)
-        summary.studies_already_done = len(studies) - len(todo) if limit is None else len(done & {study_key(u) for u in studies})
+        summary.studies_already_done = (
+            len(studies) - len(todo)
+            if limit is None
+            else len(done & {study_key(u) for u in studies})
+        )
         summary.objects_total = len(catalog.headers)
         summary.objects_skipped = len(catalog.skipped())
         summary.errors.extend(_reject_records(catalog))
         summary.objects_rejected = len(summary.errors)
         timings: list[dict[str, Any]] = []
         if todo:
-            _run_studies(settings, card, target.bucket, job_id, todo, summary, timings, on_progress, log_level)
+            _run_studies(
+                settings,
+                card,
+                target.bucket,
+                job_id,
+                todo,
+                summary,
+                timings,
+                on_progress,
+                log_level,
+            )
         summary.seconds = time.perf_counter() - started
         _write_reports(store, target.bucket, summary, settings, card, timings)
         logger.info(
@@ -292,7 +350,13 @@ def _run_studies(
     if not ray.is_initialized() and settings.cluster.address is None:
         settings = _export_node_credentials(settings)
     elif settings.storage.endpoint is None:
-        settings = settings.model_copy(update={"storage": settings.storage.model_copy(update={"endpoint": resolve_endpoint(settings.storage)})})
+        settings = settings.model_copy(
+            update={
+                "storage": settings.storage.model_copy(
+                    update={"endpoint": resolve_endpoint(settings.storage)}
+                )
+            }
+        )
     started_ray = connect_ray(settings)
     pools: _Pools | None = None
     try:
@@ -338,7 +402,12 @@ def _drive(
                 if isinstance(exc, RayActorError):
                     _replace_actor(pools, actor)
                 if task[4] <= retries:
-                    logger.warning("study %s attempt %d failed (%s); retrying", task[2], task[4], type(exc).__name__)
+                    logger.warning(
+                        "study %s attempt %d failed (%s); retrying",
+                        task[2],
+                        task[4],
+                        type(exc).__name__,
+                    )
                     queue.append((*task[:4], task[4] + 1))
                     continue
                 outcome = _quarantine(task, exc)
@@ -398,7 +467,10 @@ def _record(
             "attempt": outcome.get("attempt", 1),
             "worker": outcome.get("worker"),
             "images": outcome.get("images", 0),
-            **{k: float(stage.get(k, 0.0)) for k in ("fetch_s", "preprocess_s", "infer_s", "write_s")},
+            **{
+                k: float(stage.get(k, 0.0))
+                for k in ("fetch_s", "preprocess_s", "infer_s", "write_s")
+            },
             "total_s": float(sum(stage.values())) if stage else 0.0,
         }
     )

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 __all__ = ["ContextFilter", "configure_logging", "log_context"]
 
-_CONTEXT: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
-    "medray_log_context", default={}
+_CONTEXT: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "medray_log_context", default=None
 )
 _FIELDS = ("job_id", "shard_id", "worker", "study_key")
 
@@ -28,7 +28,7 @@ _FIELDS = ("job_id", "shard_id", "worker", "study_key")
 @contextlib.contextmanager
 def log_context(**fields: str | None) -> Iterator[None]:
     """Add fields (job_id, shard_id, worker, study_key) to records in a block."""
-    current = dict(_CONTEXT.get())
+    current = dict(_CONTEXT.get() or {})
     current.update({k: v for k, v in fields.items() if v is not None})
     token = _CONTEXT.set(current)
     try:
@@ -41,7 +41,7 @@ class ContextFilter(logging.Filter):
     """Stamp the context fields onto every record ("-" when unset)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        context = _CONTEXT.get()
+        context = _CONTEXT.get() or {}
         for name in _FIELDS:
             if not hasattr(record, name):
                 setattr(record, name, context.get(name, "-"))
@@ -83,7 +83,9 @@ def configure_logging(
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter())
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT))
+    handler.setFormatter(
+        _JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT)
+    )
     for name in ("ray_cluster", "pipelines", "models"):
         package_logger = logging.getLogger(name)
         for old in list(package_logger.handlers):

@@ -122,9 +122,7 @@ def _model_dict(card: ModelCard) -> dict[str, str]:
     return {"name": card.name, "version": card.version, "sha256": card.sha256}
 
 
-def _series_output(
-    probs: np.ndarray | None, card: ModelCard
-) -> dict[str, Any] | None:
+def _series_output(probs: np.ndarray | None, card: ModelCard) -> dict[str, Any] | None:
     if probs is None or len(probs) == 0:
         return None
     how = str(card.input.get("volume", {}).get("combine", "mean"))

@@ -28,7 +28,9 @@ class LocalStudies:
 
     def rejected(self) -> list[InstanceHeader]:
         """Return files that are not DICOM or cannot be read."""
-        return [h for h in self.headers.values() if h.status in ("not_dicom", "unreadable")]
+        return [
+            h for h in self.headers.values() if h.status in ("not_dicom", "unreadable")
+        ]
 
     def skipped(self) -> list[InstanceHeader]:
         """Return DICOM files without pixel data."""

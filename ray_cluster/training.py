@@ -22,7 +22,13 @@ from models import (
     save_weights,
     train_reference,
 )
-from pipelines import InstanceHeader, SeriesImage, assemble_study, build_input, study_key
+from pipelines import (
+    InstanceHeader,
+    SeriesImage,
+    assemble_study,
+    build_input,
+    study_key,
+)
 from ray_cluster.sources import LocalStudies, read_local_studies
 
 __all__ = ["TrainedModel", "collect_samples", "train_from_folder"]
@@ -39,7 +45,9 @@ class TrainedModel:
     result: TrainResult
 
 
-def _series_header(series: SeriesImage, headers: dict[str, InstanceHeader]) -> InstanceHeader | None:
+def _series_header(
+    series: SeriesImage, headers: dict[str, InstanceHeader]
+) -> InstanceHeader | None:
     report = series.report.to_dict()
     for key in report.get("instances_used", []) or []:
         name = key if isinstance(key, str) else key.get("key")
@@ -68,8 +76,12 @@ def collect_samples(
             )
             inputs = build_input(series, train_spec)
             for image in inputs:
-                samples.append(Sample(image=image[0], label=label, study_key=study_key(uid)))
-    logger.info("collected %d samples from %d studies", len(samples), len(found.studies))
+                samples.append(
+                    Sample(image=image[0], label=label, study_key=study_key(uid))
+                )
+    logger.info(
+        "collected %d samples from %d studies", len(samples), len(found.studies)
+    )
     return samples
 
 
@@ -91,9 +103,16 @@ def train_from_folder(
     spec = reference_input_spec(image_size)
     samples = collect_samples(read_local_studies(folder), spec)
     if not samples:
-        raise ValueError(f"no readable image series under {folder}; nothing to train on")
+        raise ValueError(
+            f"no readable image series under {folder}; nothing to train on"
+        )
     result = train_reference(
-        samples, epochs=epochs, image_size=image_size, seed=seed, name=name, version=version
+        samples,
+        epochs=epochs,
+        image_size=image_size,
+        seed=seed,
+        name=name,
+        version=version,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     weights_path = out_dir / "weights.safetensors"

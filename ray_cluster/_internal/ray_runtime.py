@@ -68,7 +68,9 @@ def connect_ray(settings: Settings, log_to_driver: bool = False) -> bool:
         _node_ip_address=LOOPBACK,
         **kwargs,
     )
-    logger.info("started local Ray: %d CPUs, object store %d MiB", num_cpus, store_bytes >> 20)
+    logger.info(
+        "started local Ray: %d CPUs, object store %d MiB", num_cpus, store_bytes >> 20
+    )
     return True
 
 

@@ -70,7 +70,9 @@ class PreprocessWorker:
         return self.worker
 
     def _fetch(self, keys: Sequence[str]) -> list[tuple[str, bytes]]:
-        data = list(self._fetch_pool.map(lambda k: self.store.get(self.bucket, k), keys))
+        data = list(
+            self._fetch_pool.map(lambda k: self.store.get(self.bucket, k), keys)
+        )
         return list(zip(keys, data, strict=True))
 
     async def _infer(self, inputs: list[np.ndarray | None]) -> list[np.ndarray | None]:
@@ -120,7 +122,9 @@ class PreprocessWorker:
 
         clock = time.perf_counter()
         result = finish_study(prepared, probs, self.card)
-        key = result_key(self.settings.inference.results_prefix, self.card, key_of_study)
+        key = result_key(
+            self.settings.inference.results_prefix, self.card, key_of_study
+        )
         await asyncio.to_thread(
             self.store.put, self.bucket, key, dumps_result(result), "application/json"
         )

@@ -8,7 +8,13 @@ import click
 from rich.console import Console
 
 from ray_cluster.catalog import build_catalog, catalog_key, load_catalog
-from ray_cluster.cli._common import build_settings, config_option, echo_json, handle_errors, json_option
+from ray_cluster.cli._common import (
+    build_settings,
+    config_option,
+    echo_json,
+    handle_errors,
+    json_option,
+)
 from ray_cluster.storage import ObjectStore, S3Url
 
 __all__ = ["catalog"]

@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 import yaml
 
-from ray_cluster.cli._common import build_settings, config_option, echo_json, handle_errors, json_option
+from ray_cluster.cli._common import (
+    build_settings,
+    config_option,
+    echo_json,
+    handle_errors,
+    json_option,
+)
 
 __all__ = ["config"]
 

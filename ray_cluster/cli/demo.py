@@ -16,7 +16,13 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from ray_cluster.cli._common import build_settings, config_option, echo_json, handle_errors, json_option
+from ray_cluster.cli._common import (
+    build_settings,
+    config_option,
+    echo_json,
+    handle_errors,
+    json_option,
+)
 from ray_cluster.cli.run import print_summary
 from ray_cluster.config import Settings
 from ray_cluster.demo import build_demo_folder
@@ -36,29 +42,51 @@ DEMO_BUCKET = "medray"
 MODEL = "reference"
 
 
-def _ensure_model(settings: Settings, store: ObjectStore, train_dir: Path, console: Console) -> str:
+def _ensure_model(
+    settings: Settings, store: ObjectStore, train_dir: Path, console: Console
+) -> str:
     registry = ModelRegistry(store, settings)
     try:
         card = registry.get_card(MODEL)
-        console.print(f"model: {card.name} {card.version} ({card.sha256[:12]}) from the registry")
+        console.print(
+            f"model: {card.name} {card.version} ({card.sha256[:12]}) from the registry"
+        )
         return card.name
     except ObjectNotFoundError:
         pass
-    console.print(f"training the reference model on {train_dir} (a demonstration model, not for clinical use)")
-    trained = train_from_folder(train_dir, settings.storage.data_dir / "reference-model")
+    console.print(
+        f"training the reference model on {train_dir} (a demonstration model, not for clinical use)"
+    )
+    trained = train_from_folder(
+        train_dir, settings.storage.data_dir / "reference-model"
+    )
     registry.push(trained.card, trained.weights_path)
     accuracy = trained.card.metrics.get("accuracy")
-    console.print(f"model: {trained.card.name} {trained.card.version} ({trained.card.sha256[:12]}), held-out accuracy {accuracy}")
+    console.print(
+        f"model: {trained.card.name} {trained.card.version} ({trained.card.sha256[:12]}), held-out accuracy {accuracy}"
+    )
     return trained.card.name
 
 
 @click.command()
-@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Folder of your own studies (default: built-in demo studies).")
-@click.option("--prefix", default=None, help="Prefix in the demo bucket (default: derived from the data folder).")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of your own studies (default: built-in demo studies).",
+)
+@click.option(
+    "--prefix",
+    default=None,
+    help="Prefix in the demo bucket (default: derived from the data folder).",
+)
 @config_option
 @json_option
 @handle_errors
-def demo(data_dir: Path | None, prefix: str | None, config_path: Path | None, as_json: bool) -> None:
+def demo(
+    data_dir: Path | None, prefix: str | None, config_path: Path | None, as_json: bool
+) -> None:
     """Run the main job end to end on this machine."""
     console = Console(stderr=as_json)
     settings = build_settings(config_path)
@@ -69,7 +97,11 @@ def demo(data_dir: Path | None, prefix: str | None, config_path: Path | None, as
     demo_studies = build_demo_folder(settings.storage.data_dir / "demo-studies")
     source = data_dir.resolve() if data_dir else demo_studies
     if prefix is None:
-        prefix = "demo" if data_dir is None else "data-" + hashlib.sha256(str(source).encode()).hexdigest()[:8]
+        prefix = (
+            "demo"
+            if data_dir is None
+            else "data-" + hashlib.sha256(str(source).encode()).hexdigest()[:8]
+        )
     url = f"s3://{DEMO_BUCKET}/{prefix.strip('/')}/"
     report = ingest_folder(store, source, url)
     console.print(f"ingested {source} -> {url}: {report.to_dict()}")
@@ -80,5 +112,7 @@ def demo(data_dir: Path | None, prefix: str | None, config_path: Path | None, as
     else:
         print_summary(summary, console)
         if summary.errors:
-            console.print(f"{len(summary.errors)} error records: the demo data holds broken and non-image files on purpose; see s3://{DEMO_BUCKET}/{summary.report_prefix}errors.jsonl")
+            console.print(
+                f"{len(summary.errors)} error records: the demo data holds broken and non-image files on purpose; see s3://{DEMO_BUCKET}/{summary.report_prefix}errors.jsonl"
+            )
     sys.exit(0)

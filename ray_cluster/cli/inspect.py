@@ -12,7 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ray_cluster.api import inspect_source
-from ray_cluster.cli._common import build_settings, config_option, handle_errors, json_option
+from ray_cluster.cli._common import (
+    build_settings,
+    config_option,
+    handle_errors,
+    json_option,
+)
 
 __all__ = ["inspect"]
 
@@ -50,11 +55,23 @@ def inspect(source: str, config_path: Path | None, as_json: bool) -> None:
         for record in records:
             click.echo(json.dumps(record, sort_keys=True))
         return
-    table = Table("study", "series (end)", "mod", "kind", "shape", "spacing mm", "used", "warnings")
+    table = Table(
+        "study",
+        "series (end)",
+        "mod",
+        "kind",
+        "shape",
+        "spacing mm",
+        "used",
+        "warnings",
+    )
     for row in _rows(records):
         table.add_row(*row)
     console = Console()
     console.print(table)
     for record in records:
         if "object_key" in record:
-            console.print(f"{record['kind']}: {record['object_key']} ({record['code']})", highlight=False)
+            console.print(
+                f"{record['kind']}: {record['object_key']} ({record['code']})",
+                highlight=False,
+            )

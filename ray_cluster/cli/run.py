@@ -26,7 +26,7 @@ from ray_cluster.cli._common import (
 )
 from ray_cluster.job import JobProgress, JobSummary, run_job
 
-__all__ = ["run", "print_summary"]
+__all__ = ["print_summary", "run"]
 
 
 def print_summary(summary: JobSummary, console: Console) -> None:
@@ -43,7 +43,9 @@ def print_summary(summary: JobSummary, console: Console) -> None:
         where = error.get("key") or error.get("study_key")
         console.print(f"  error {error.get('code')}: {where}", highlight=False)
     if len(summary.errors) > 20:
-        console.print(f"  ... {len(summary.errors) - 20} more in the job's errors.jsonl")
+        console.print(
+            f"  ... {len(summary.errors) - 20} more in the job's errors.jsonl"
+        )
 
 
 @click.command()
@@ -107,7 +109,12 @@ def run(
         task = bar.add_task("studies", total=None, failed=0)
 
         def on_progress(progress: JobProgress) -> None:
-            bar.update(task, total=progress.total, completed=progress.done, failed=progress.failed)
+            bar.update(
+                task,
+                total=progress.total,
+                completed=progress.done,
+                failed=progress.failed,
+            )
 
         summary = run_job(
             settings,

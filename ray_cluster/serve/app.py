@@ -384,7 +384,11 @@ def _unknown_model(ingress: Ingress, name: str) -> str:
 
 
 def build_app(
-    settings: Settings, cards: list[ModelCard], log_level: str = "WARNING"
+    settings: Settings,
+    cards: list[ModelCard],
+    log_level: str = "WARNING",
+    *,
+    use_gpu: bool = False,
 ) -> Any:
     """Bind the deployments of the application for `serve.run`.
 
@@ -392,6 +396,7 @@ def build_app(
         settings: Settings; secrets are removed before they reach a replica.
         cards: Cards of the models to serve (one deployment each).
         log_level: Level of medray log records in the replicas.
+        use_gpu: Model replicas ask for one GPU each instead of one CPU.
 
     Returns:
         The bound application (a ``ray.serve.Application``).
@@ -416,38 +421,35 @@ def build_app(
         "metrics_interval_s": opts.metrics_interval_s,
         "look_back_period_s": max(opts.look_back_period_s, 2 * opts.metrics_interval_s),
     }
+    resources = {"num_cpus": 0, "num_gpus": 1} if use_gpu else {"num_cpus": 1}
     model_apps = {}
     for card in cards:
-        deployment = serve.deployment(ModelServer).options(
+        deployment = serve.deployment(
             name=f"model-{card.name}",
             autoscaling_config=autoscaling,
             max_ongoing_requests=max(
                 opts.batch_max_size, math.ceil(opts.target_ongoing_requests)
             ),
             max_queued_requests=opts.max_queued_requests,
-            ray_actor_options={"num_cpus": 1},
+            ray_actor_options=resources,
             health_check_period_s=10.0,
-        )
+        )(ModelServer)
         model_apps[card.name] = deployment.bind(safe, card.to_json(), log_level)
-    jobs = (
-        serve.deployment(StudyJobs)
-        .options(
-            name="jobs",
-            num_replicas=1,
-            max_ongoing_requests=1000,
-            ray_actor_options={"num_cpus": 0},
-        )
-        .bind(safe, model_apps, log_level)
-    )
+    jobs = serve.deployment(
+        name="jobs",
+        num_replicas=1,
+        max_ongoing_requests=1000,
+        ray_actor_options={"num_cpus": 0},
+    )(StudyJobs).bind(safe, model_apps, log_level)
     ingress_cls = serve.ingress()(Ingress)
-    ingress = serve.deployment(ingress_cls).options(
+    ingress = serve.deployment(
         name="ingress",
         num_replicas=1,
         max_ongoing_requests=4 * opts.max_queued_requests + 4 * opts.batch_max_size,
         max_queued_requests=opts.max_queued_requests,
         ray_actor_options={"num_cpus": 0},
         logging_config={"enable_access_log": False},
-    )
+    )(ingress_cls)
     return ingress.bind(
         safe, {c.name: c.to_json() for c in cards}, model_apps, jobs, log_level
     )

@@ -70,8 +70,9 @@ class ModelServer:
             max_decoded_bytes=settings.preprocessing.max_decoded_mb * 1024 * 1024
         )
         self.max_batch = settings.serve.batch_max_size
-        self._forward.set_max_batch_size(self.max_batch)
-        self._forward.set_batch_wait_timeout_s(settings.serve.batch_wait_timeout_s)
+        batcher: Any = self._forward
+        batcher.set_max_batch_size(self.max_batch)
+        batcher.set_batch_wait_timeout_s(settings.serve.batch_wait_timeout_s)
         self.images_done = 0
         self.batches_done = 0
         logger.info(

@@ -11,11 +11,15 @@ names may carry patient data and are never used.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import (
+    MultipartCallbacks,
+    MultipartParser,
+    parse_options_header,
+)
 
 from pipelines import InstanceHeader, parse_header
 
@@ -187,7 +191,7 @@ def split_parts(body: bytes, kind: str, boundary: bytes) -> list[bytes]:
     return instances
 
 
-def _callbacks(collector: _PartCollector) -> Mapping[str, object]:
+def _callbacks(collector: _PartCollector) -> MultipartCallbacks:
     return {
         "on_part_begin": collector.on_part_begin,
         "on_header_field": collector.on_header_field,

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 import torch
 
-from models import ModelCard, get_builder, reference_input_spec, save_weights, sha256_file
+from models import (
+    ModelCard,
+    get_builder,
+    reference_input_spec,
+    save_weights,
+    sha256_file,
+)
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.storage import ObjectStore
 
@@ -60,7 +66,9 @@ def tiny_model(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Mode
         created_by="tests",
     )
     settings = s3_server.settings
-    ModelRegistry(ObjectStore.from_settings(settings.storage), settings).push(card, weights)
+    ModelRegistry(ObjectStore.from_settings(settings.storage), settings).push(
+        card, weights
+    )
     return card
 
 

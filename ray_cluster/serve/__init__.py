@@ -1,0 +1,135 @@
+"""medray's HTTP diagnosis service on Ray Serve.
+
+`deploy` starts (or updates) the application ``medray`` on the connected Ray
+cluster, or on a local Ray it starts; `shutdown` removes it. Routes, deployments
+and limits are described in ``docs/serve.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import ray
+from ray import serve
+
+from models import ModelCard
+from ray_cluster._internal.ray_runtime import connect_ray, has_gpus
+from ray_cluster.config import Settings
+from ray_cluster.registry import ModelRegistry
+from ray_cluster.serve.app import APP_NAME, OPEN_PATHS, StudyReference, build_app
+from ray_cluster.serve.auth import ENV_API_KEYS, ApiKeys
+from ray_cluster.storage import ObjectStore, resolve_credentials, resolve_endpoint
+
+__all__ = [
+    "APP_NAME",
+    "OPEN_PATHS",
+    "Deployed",
+    "StudyReference",
+    "build_app",
+    "deploy",
+    "parse_model_ref",
+    "shutdown",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds the HTTP proxy adds to ``serve.request_timeout_s`` before it gives up
+#: itself; the ingress answers 503 first.
+PROXY_TIMEOUT_MARGIN_S = 5.0
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """Where the application answers, and what it serves."""
+
+    url: str
+    models: list[ModelCard]
+    started_ray: bool
+
+
+def parse_model_ref(text: str) -> tuple[str, str | None]:
+    """Split ``name`` or ``name:version`` into name and version."""
+    name, _, version = text.partition(":")
+    if not name:
+        raise ValueError(f"model reference {text!r} has no name; use NAME[:VERSION]")
+    return name, version or None
+
+
+def _export_node_secrets(settings: Settings) -> None:
+    """Put credentials and API keys in this process's environment.
+
+    Called before a local Ray starts: its workers inherit this environment, so
+    the replicas read secrets from their node and never receive them as
+    arguments.
+    """
+    access, secret = resolve_credentials(settings.storage)
+    os.environ.setdefault("MEDRAY_STORAGE__ACCESS_KEY", access.get_secret_value())
+    os.environ.setdefault("MEDRAY_STORAGE__SECRET_KEY", secret.get_secret_value())
+    keys = [k.get_secret_value() for k in settings.serve.api_keys]
+    if keys and ENV_API_KEYS not in os.environ:
+        os.environ[ENV_API_KEYS] = json.dumps(keys)
+
+
+def deploy(
+    settings: Settings,
+    models: Sequence[str],
+    *,
+    log_level: str = "WARNING",
+) -> Deployed:
+    """Start or update the Serve application for some models.
+
+    With ``cluster.address`` unset and no Ray running, a local Ray starts on
+    loopback (the caller keeps the process alive and calls `shutdown`).
+
+    Args:
+        settings: Settings of the driver (with credentials).
+        models: ``NAME`` or ``NAME:VERSION`` of each model in the registry.
+        log_level: Level of medray log records in the replicas.
+
+    Returns:
+        The base URL, the cards served and whether this call started Ray.
+
+    Raises:
+        ConfigError: No API key is configured, or a setting is invalid.
+        ObjectNotFoundError: A model is not in the registry.
+    """
+    endpoint = resolve_endpoint(settings.storage)
+    storage = settings.storage.model_copy(update={"endpoint": endpoint})
+    settings = settings.model_copy(update={"storage": storage})
+    registry = ModelRegistry(ObjectStore.from_settings(settings.storage), settings)
+    cards = [registry.get_card(*parse_model_ref(m)) for m in models]
+
+    local = not ray.is_initialized() and settings.cluster.address is None
+    if local:
+        ApiKeys.load(settings.serve)
+        _export_node_secrets(settings)
+    started = connect_ray(settings)
+    gpu = settings.cluster.use_gpu == "always" or (
+        settings.cluster.use_gpu == "auto" and has_gpus()
+    )
+    opts = settings.serve
+    serve.start(
+        http_options={
+            "host": opts.host,
+            "port": opts.port,
+            "request_timeout_s": opts.request_timeout_s + PROXY_TIMEOUT_MARGIN_S,
+        }
+    )
+    app = build_app(settings, cards, log_level, use_gpu=gpu)
+    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    host = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host
+    url = f"http://{host}:{opts.port}"
+    logger.info("serving %s at %s", ", ".join(c.name for c in cards), url)
+    return Deployed(url=url, models=cards, started_ray=started)
+
+
+def shutdown(stop_ray: bool = False) -> None:
+    """Remove every Serve application and the HTTP proxy; optionally stop Ray."""
+    if ray.is_initialized():
+        serve.shutdown()  # type: ignore[no-untyped-call]
+        if stop_ray:
+            ray.shutdown()
