@@ -85,6 +85,7 @@ def predict_batch(
     device: str | torch.device | None = None,
     *,
     batch_size: int = 64,
+    pad: bool = False,
 ) -> npt.NDArray[np.float32]:
     """Computes class probabilities for a stack of prepared inputs.
 
@@ -95,6 +96,11 @@ def predict_batch(
         device: Where to run; None keeps the model's device. The model is moved
             there if it is elsewhere.
         batch_size: Inputs per forward pass, to bound memory.
+        pad: Pad every forward pass to exactly ``batch_size`` inputs (with
+            zeros, whose outputs are dropped). Kernels then see one shape only,
+            so an image's probabilities do not depend on which other images
+            shared its batch: results are reproducible bit for bit however
+            requests were batched.
 
     Returns:
         Softmax probabilities shaped (N, K), float32, on CPU.
@@ -122,8 +128,13 @@ def predict_batch(
     outputs: list[npt.NDArray[np.float32]] = []
     with torch.inference_mode():
         for start in range(0, array.shape[0], batch_size):
-            chunk = torch.from_numpy(array[start : start + batch_size]).to(target)
-            logits = model(chunk).float()
+            part = array[start : start + batch_size]
+            count = part.shape[0]
+            if pad and count < batch_size:
+                filler = np.zeros((batch_size - count, *part.shape[1:]), np.float32)
+                part = np.concatenate([part, filler])
+            chunk = torch.from_numpy(part).to(target)
+            logits = model(chunk).float()[:count]
             outputs.append(torch.softmax(logits, dim=1).cpu().numpy())
     return np.concatenate(outputs, axis=0)
 

@@ -220,13 +220,11 @@ class ServeSettings(_Section):
 class Settings(_Section):
     """Every setting of medray, grouped by section."""
 
-    storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
-    cluster: ClusterSettings = Field(default_factory=ClusterSettings)  # type: ignore[arg-type]
-    preprocessing: PreprocessingSettings = Field(
-        default_factory=PreprocessingSettings  # type: ignore[arg-type]
-    )
-    inference: InferenceSettings = Field(default_factory=InferenceSettings)  # type: ignore[arg-type]
-    serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    preprocessing: PreprocessingSettings = Field(default_factory=PreprocessingSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     def without_secrets(self) -> Settings:
         """Return a copy safe to send to actors: every secret removed."""

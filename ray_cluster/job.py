@@ -136,7 +136,7 @@ def _start_pools(
     gpu = settings.cluster.use_gpu == "always" or (
         settings.cluster.use_gpu == "auto" and has_gpus()
     )
-    inference_cls = ray.remote(InferenceWorker).options(  # type: ignore[attr-defined]
+    inference_cls = ray.remote(InferenceWorker).options(
         num_cpus=0 if gpu else 1,
         num_gpus=1 if gpu else 0,
         max_concurrency=256,
@@ -153,7 +153,7 @@ def _start_pools(
     resources = (
         {settings.cluster.cpu_resource: 1.0} if settings.cluster.cpu_resource else {}
     )
-    pre_cls = ray.remote(PreprocessWorker).options(  # type: ignore[attr-defined]
+    pre_cls = ray.remote(PreprocessWorker).options(
         num_cpus=per_actor, resources=resources, max_concurrency=2
     )
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from models import ModelCard, combine, round_probs
+import torch
+
+from models import ModelCard, combine, predict_batch, round_probs
 from pipelines import (
     DecodeLimits,
     ObjectIssue,
@@ -33,6 +35,7 @@ __all__ = [
     "dumps_result",
     "error_result",
     "finish_study",
+    "predict_study_images",
     "prepare_study",
     "result_key",
 ]
@@ -207,6 +210,22 @@ def error_result(
         "object_errors": [],
         "error": {"code": code, "message": message, "key": key},
     }
+
+
+#: Images per forward pass, padded: results do not depend on batching.
+FORWARD_CHUNK = 8
+
+
+def predict_study_images(
+    model: torch.nn.Module, images: np.ndarray, device: torch.device | str
+) -> np.ndarray:
+    """Return probabilities, computed in padded chunks of `FORWARD_CHUNK`.
+
+    Every path (batch actors, HTTP replicas, the one-process loop) predicts
+    through here, so a study gets bit-identical probabilities whichever
+    images it was batched with.
+    """
+    return predict_batch(model, images, device, batch_size=FORWARD_CHUNK, pad=True)
 
 
 def dumps_result(result: dict[str, Any]) -> bytes:

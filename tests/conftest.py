@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ray_cluster.config import Settings, StorageSettings
+from ray_cluster.config import InferenceSettings, Settings, StorageSettings
 from ray_cluster.embedded import EmbeddedStore, StoreInfo
 from ray_cluster.errors import ClusterError
 from ray_cluster.storage import ObjectStore
@@ -53,7 +53,10 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             endpoint=info.endpoint,
             access_key=info.access_key.get_secret_value(),
             secret_key=info.secret_key.get_secret_value(),
-            settings=Settings(storage=storage),
+            settings=Settings(
+                storage=storage,
+                inference=InferenceSettings(cache_dir=data_dir / "model-cache"),
+            ),
             info=info,
         )
     finally:
@@ -78,7 +81,7 @@ def _restore_environ() -> Iterator[None]:
     os.environ.update(saved)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Return ``../shared/data`` (public corpus and pitfalls) next to the repo.
 

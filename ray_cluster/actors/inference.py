@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models import ModelCard, load_model, predict_batch, resolve_device
+from models import ModelCard, load_model, resolve_device
+from ray_cluster.processing import predict_study_images
 from ray_cluster.config import Settings
 from ray_cluster.log import configure_logging
 from ray_cluster.registry import ModelRegistry
@@ -95,7 +96,8 @@ class InferenceWorker:
                     await asyncio.wait_for(self._wakeup.wait(), left)
                 except TimeoutError:
                     break
-            batch, count = [], 0
+            batch: list[_Request] = []
+            count = 0
             while self._pending and (not batch or count < limit):
                 request = self._pending.pop(0)
                 batch.append(request)
@@ -123,9 +125,4 @@ class InferenceWorker:
         self.batches_done += 1
 
     def _chunked(self, images: np.ndarray) -> np.ndarray:
-        limit = self.settings.inference.max_batch_size
-        parts = [
-            predict_batch(self.model, images[i : i + limit], self.device)
-            for i in range(0, len(images), limit)
-        ]
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.card.labels)))
+        return predict_study_images(self.model, images, self.device)

@@ -39,13 +39,15 @@ def print_summary(summary: JobSummary, console: Console) -> None:
         f"{summary.seconds:.1f} s"
     )
     console.print(f"results: {summary.results_prefix}")
-    for error in summary.errors[:20]:
+    shown = summary.errors[:10]
+    for error in shown:
         where = error.get("key") or error.get("study_key")
-        console.print(f"  error {error.get('code')}: {where}", highlight=False)
-    if len(summary.errors) > 20:
         console.print(
-            f"  ... {len(summary.errors) - 20} more in the job's errors.jsonl"
+            f"  error {error.get('code')}: {where}", highlight=False, soft_wrap=True
         )
+    if len(summary.errors) > len(shown):
+        more = len(summary.errors) - len(shown)
+        console.print(f"  ... {more} more in {summary.report_prefix}errors.jsonl")
 
 
 @click.command()

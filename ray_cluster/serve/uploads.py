@@ -13,15 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import (
-    MultipartCallbacks,
-    MultipartParser,
-    parse_options_header,
-)
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from pipelines import InstanceHeader, parse_header
+
+if TYPE_CHECKING:  # a typing-only name of python-multipart
+    from python_multipart.multipart import MultipartCallbacks
 
 __all__ = [
     "DICOM_TYPES",
