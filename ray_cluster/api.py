@@ -24,6 +24,7 @@ from ray_cluster.catalog import Catalog, build_catalog, ensure_catalog, load_cat
 from ray_cluster.config import Settings, load_settings
 from ray_cluster.errors import CatalogError
 from ray_cluster.job import JobProgress, JobSummary, run_job
+from ray_cluster.processing import model_results_prefix
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.sources import read_local_studies
 from ray_cluster.storage import ObjectStore, S3Url
@@ -210,7 +211,7 @@ def load_results(
     target = S3Url.parse(url)
     store = connect_store(settings)
     card = ModelRegistry(store, settings).get_card(model, model_version)
-    prefix = f"{settings.inference.results_prefix.strip('/')}/{card.name}/{card.sha256[:12]}/"
+    prefix = model_results_prefix(settings.inference.results_prefix, card)
     keys = [i.key for i in store.list(target.bucket, prefix) if i.key.endswith(".json")]
     with ThreadPoolExecutor(settings.storage.threads) as pool:
         blobs = list(pool.map(lambda k: store.get(target.bucket, k), keys))

@@ -100,8 +100,8 @@ class ClusterSettings(_Section):
 
     address: str | None = Field(
         None,
-        description="Ray address: unset starts a local Ray; 'auto' or "
-        "'ray://host:port' joins a running cluster.",
+        description="Ray address: unset starts a local Ray on loopback; 'auto', "
+        "'ray://host:port' or a GCS 'host:port' joins a running cluster.",
     )
     num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray.")
     object_store_mb: int | None = Field(
@@ -127,7 +127,15 @@ class ClusterSettings(_Section):
     )
     use_gpu: Literal["auto", "never", "always"] = Field(
         "auto",
-        description="auto: inference actors ask for a GPU when the cluster has one.",
+        description="auto: inference actors ask for a GPU when the cluster has "
+        "GPUs or node groups that add them (KubeRay, autoscaler v2); on a "
+        "launcher cluster whose GPU nodes scale from zero, use always.",
+    )
+    placement_timeout_s: float = Field(
+        900.0,
+        gt=0,
+        description="A job fails when work waits this long and no actor of a "
+        "pool could be placed (no node type has, or can add, its resources).",
     )
 
 

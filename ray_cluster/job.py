@@ -22,10 +22,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from models import ModelCard
 from pipelines import study_key
+from ray_cluster._internal.pools import ActorPool, Member
 from ray_cluster._internal.ray_runtime import connect_ray, has_gpus
 from ray_cluster.actors.inference import InferenceWorker
 from ray_cluster.actors.preprocess import PreprocessWorker, StudyTask
@@ -33,7 +34,7 @@ from ray_cluster.catalog import Catalog, ensure_catalog
 from ray_cluster.config import Settings
 from ray_cluster.errors import ClusterError
 from ray_cluster.log import log_context
-from ray_cluster.processing import _code_version
+from ray_cluster.processing import code_version, model_results_prefix
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.storage import (
     ObjectStore,
@@ -97,7 +98,7 @@ def new_job_id() -> str:
 def _existing_results(
     store: ObjectStore, bucket: str, settings: Settings, card: ModelCard
 ) -> set[str]:
-    prefix = f"{settings.inference.results_prefix.strip('/')}/{card.name}/{card.sha256[:12]}/"
+    prefix = model_results_prefix(settings.inference.results_prefix, card)
     return {
         info.key[len(prefix) :].removesuffix(".json")
         for info in store.list(bucket, prefix)
@@ -121,53 +122,88 @@ def _export_node_credentials(settings: Settings) -> Settings:
     return settings.model_copy(update={"storage": storage})
 
 
+#: Studies one preprocessing actor works on at once (its max_concurrency).
+_PER_PREPROCESS_ACTOR = 2
+
+#: Retries of a study whose actor died (node lost), on top of ``retries``.
+_LOST_ACTOR_RETRIES = 3
+
+
 @dataclass
 class _Pools:
-    inference: list[Any]
-    preprocess: list[Any]
-    make_preprocess: Callable[[], Any]
+    """The CPU (preprocessing) and inference pools, which scale separately."""
+
+    preprocess: ActorPool
+    inference: ActorPool
+    gpu: bool
+
+    def all(self) -> tuple[ActorPool, ActorPool]:
+        return self.preprocess, self.inference
+
+
+def _local_fit(settings: Settings, gpu: bool) -> int:
+    """Return how many preprocessing actors fit a local Ray beside inference."""
+    if settings.cluster.address is not None:
+        return 10**6
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    spare = cpus - (0 if gpu else settings.cluster.inference_actors)
+    return max(1, int(spare // settings.cluster.cpus_per_preprocess_actor))
 
 
 def _start_pools(
     settings: Settings, card: ModelCard, bucket: str, n_studies: int, log_level: str
 ) -> _Pools:
+    """Define both pools; actors are created as `_drive` asks for them."""
     safe = settings.without_secrets()
     card_json = card.to_json()
-    gpu = settings.cluster.use_gpu == "always" or (
-        settings.cluster.use_gpu == "auto" and has_gpus()
-    )
+    cluster = settings.cluster
+    gpu = cluster.use_gpu == "always" or (cluster.use_gpu == "auto" and has_gpus())
+    inference_ask: dict[str, float] = {"GPU": 1.0} if gpu else {"CPU": 1.0}
     inference_cls = ray.remote(InferenceWorker).options(
         num_cpus=0 if gpu else 1,
         num_gpus=1 if gpu else 0,
         max_concurrency=256,
+        max_restarts=0,
     )
-    n_inference = max(1, min(settings.cluster.inference_actors, n_studies))
-    inference = [
-        inference_cls.remote(safe, card_json, log_level) for _ in range(n_inference)
-    ]
-    cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    spare = cpus - (0 if gpu else n_inference)
-    per_actor = settings.cluster.cpus_per_preprocess_actor
-    fit = max(1, int(spare // per_actor)) if settings.cluster.address is None else 10**6
-    n_pre = max(1, min(settings.cluster.preprocess_actors, n_studies, fit))
-    resources = (
-        {settings.cluster.cpu_resource: 1.0} if settings.cluster.cpu_resource else {}
-    )
+    custom = {cluster.cpu_resource: 1.0} if cluster.cpu_resource else {}
     pre_cls = ray.remote(PreprocessWorker).options(
-        num_cpus=per_actor, resources=resources, max_concurrency=2
+        num_cpus=cluster.cpus_per_preprocess_actor,
+        resources=custom,
+        max_concurrency=_PER_PREPROCESS_ACTOR,
+        max_restarts=0,
     )
-
-    def make() -> Any:
-        return pre_cls.remote(safe, card_json, bucket, inference, log_level)
-
-    preprocess = [make() for _ in range(n_pre)]
+    pre_most = max(1, min(cluster.preprocess_actors, _local_fit(settings, gpu)))
+    pools = _Pools(
+        preprocess=ActorPool(
+            "cpu",
+            make=lambda: pre_cls.remote(safe, card_json, bucket, (), log_level),
+            probe=lambda handle: handle.ready.remote(),
+            most=pre_most,
+            per_actor=_PER_PREPROCESS_ACTOR,
+            resources={"CPU": cluster.cpus_per_preprocess_actor, **custom},
+            placement_timeout_s=cluster.placement_timeout_s,
+        ),
+        inference=ActorPool(
+            "gpu" if gpu else "inference",
+            make=lambda: inference_cls.remote(safe, card_json, log_level),
+            probe=lambda handle: handle.info.remote(),
+            most=cluster.inference_actors,
+            per_actor=10**6,
+            resources=inference_ask,
+            placement_timeout_s=cluster.placement_timeout_s,
+        ),
+        gpu=gpu,
+    )
     logger.info(
-        "pools: %d preprocessing, %d inference (%s)",
-        n_pre,
-        n_inference,
-        "GPU" if gpu else "CPU",
+        "pools: up to %d preprocessing actors (%s), up to %d inference (%s), "
+        "%d studies",
+        pre_most,
+        pools.preprocess.resources,
+        cluster.inference_actors,
+        inference_ask,
+        n_studies,
     )
-    return _Pools(inference=inference, preprocess=preprocess, make_preprocess=make)
+    return pools
 
 
 def _reject_records(catalog: Catalog) -> list[dict[str, Any]]:
@@ -196,7 +232,7 @@ def _write_reports(
         "job_id": summary.job_id,
         "url": summary.url,
         "model": {"name": card.name, "version": card.version, "sha256": card.sha256},
-        "medray_version": _code_version(),
+        "medray_version": code_version(),
         "settings": settings.public_dict(),
         "counts": {
             k: v
@@ -364,10 +400,34 @@ def _run_studies(
         _drive(settings, pools, job_id, todo, summary, timings, on_progress)
     finally:
         if pools is not None:
-            for actor in pools.preprocess + pools.inference:
-                ray.kill(actor)
+            for pool in pools.all():
+                pool.kill_all()
         if started_ray:
             ray.shutdown()
+
+
+@dataclass(eq=False)
+class _Flight:
+    """A study in flight: which actors it uses."""
+
+    task: StudyTask
+    preprocess: Member
+    inference: Member
+
+
+def _size_pools(pools: _Pools, pending: int, queued: int) -> None:
+    """Ask for the actors the work left needs; release those it does not.
+
+    Args:
+        pools: Both pools.
+        pending: Studies queued or in flight.
+        queued: Studies not yet sent to an actor.
+    """
+    wanted_pre = -(-pending // _PER_PREPROCESS_ACTOR)
+    pools.preprocess.grow(wanted_pre)
+    pools.inference.grow(pending)
+    pools.preprocess.shrink(keep=wanted_pre if queued else 0)
+    pools.inference.shrink(keep=pending if queued else 0)
 
 
 def _drive(
@@ -379,48 +439,113 @@ def _drive(
     timings: list[dict[str, Any]],
     on_progress: Callable[[JobProgress], None] | None,
 ) -> None:
+    """Send studies to placed actors as they come up; retry lost studies.
+
+    Each study goes to a preprocessing actor together with the inference actor
+    it must use, so the driver knows both: when either dies (alone or with its
+    node), it is dropped, a new one is asked for, and the study is queued
+    again. A study is recorded exactly once, when its outcome arrives or when
+    it runs out of retries; its result object is keyed by study and model, so
+    a retry of a study whose result was already written overwrites the same
+    bytes.
+    """
     queue: deque[StudyTask] = deque(
         (job_id, uid, study_key(uid), tuple(h.key for h in hs), 1) for uid, hs in todo
     )
     progress = JobProgress(total=len(todo))
-    limit = min(settings.cluster.max_in_flight, 2 * len(pools.preprocess))
-    in_flight: dict[Any, tuple[StudyTask, Any]] = {}
-    next_actor = 0
-    retries = settings.preprocessing.retries
+    in_flight: dict[Any, _Flight] = {}
+    lost: dict[str, int] = {}
     while queue or in_flight:
-        while queue and len(in_flight) < limit:
+        pending = len(queue) + len(in_flight)
+        _size_pools(pools, pending, len(queue))
+        for pool in pools.all():
+            pool.poll(pending)
+        while queue and len(in_flight) < settings.cluster.max_in_flight:
+            pre, inf = pools.preprocess.pick(), pools.inference.pick()
+            if pre is None or inf is None:
+                break
             task = queue.popleft()
-            actor = pools.preprocess[next_actor % len(pools.preprocess)]
-            next_actor += 1
-            in_flight[actor.process.remote(task)] = (task, actor)
-        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            pre.busy += 1
+            inf.busy += 1
+            ref = pre.handle.process.remote(task, inf.handle)
+            in_flight[ref] = _Flight(task, pre, inf)
+        waiting = list(in_flight) + pools.preprocess.probes() + pools.inference.probes()
+        ready, _ = ray.wait(waiting, num_returns=1, timeout=1.0)
+        if ready:
+            ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
         for ref in ready:
-            task, actor = in_flight.pop(ref)
-            try:
-                outcome = ray.get(ref)
-            except (RayTaskError, RayActorError, ClusterError) as exc:
-                if isinstance(exc, RayActorError):
-                    _replace_actor(pools, actor)
-                if task[4] <= retries:
-                    logger.warning(
-                        "study %s attempt %d failed (%s); retrying",
-                        task[2],
-                        task[4],
-                        type(exc).__name__,
-                    )
-                    queue.append((*task[:4], task[4] + 1))
-                    continue
-                outcome = _quarantine(task, exc)
+            flight = in_flight.pop(ref, None)
+            if flight is None:
+                continue  # an actor was placed: picked up by poll
+            flight.preprocess.busy -= 1
+            flight.inference.busy -= 1
+            outcome = _outcome(settings, pools, flight, ref, queue, lost)
+            if outcome is None:
+                continue
             _record(summary, timings, job_id, outcome, progress)
             if on_progress is not None:
                 on_progress(progress)
 
 
-def _replace_actor(pools: _Pools, dead: Any) -> None:
-    for index, actor in enumerate(pools.preprocess):
-        if actor == dead:
-            logger.warning("preprocessing actor %d died; starting a new one", index)
-            pools.preprocess[index] = pools.make_preprocess()
+def _outcome(
+    settings: Settings,
+    pools: _Pools,
+    flight: _Flight,
+    ref: Any,
+    queue: deque[StudyTask],
+    lost: dict[str, int],
+) -> dict[str, Any] | None:
+    """Return a finished study's outcome, or None when it was queued again."""
+    task = flight.task
+    try:
+        outcome: dict[str, Any] = ray.get(ref)
+        return outcome
+    except (RayError, ClusterError) as exc:
+        dead = _replace_actor(pools, flight, exc)
+        key = task[2]
+        if dead:
+            lost[key] = lost.get(key, 0) + 1
+        errors = task[4] - lost.get(key, 0)
+        if (dead and lost[key] <= _LOST_ACTOR_RETRIES) or (
+            not dead and errors <= settings.preprocessing.retries
+        ):
+            logger.warning(
+                "study %s attempt %d failed (%s); retrying",
+                key,
+                task[4],
+                "its actor died" if dead else type(exc).__name__,
+            )
+            queue.append((*task[:4], task[4] + 1))
+            return None
+        return _quarantine(task, exc)
+
+
+def _replace_actor(pools: _Pools, flight: _Flight, exc: BaseException) -> bool:
+    """Drop the actor whose death failed a study; return whether one died.
+
+    A `RayActorError` carried as the cause of a `RayTaskError` was raised
+    inside the preprocessing actor by its call to the inference actor (Ray
+    makes such errors instances of both classes, so this is checked first);
+    one raised by the study's own call means the preprocessing actor died.
+    """
+    if isinstance(exc, RayTaskError):
+        if not isinstance(exc.cause, RayActorError):
+            return False
+        if flight.inference in pools.inference.members:
+            logger.warning(
+                "inference actor %s died; asking for a new one", flight.inference.name
+            )
+        pools.inference.replace(flight.inference)
+        return True
+    if isinstance(exc, RayActorError):
+        if flight.preprocess in pools.preprocess.members:
+            logger.warning(
+                "preprocessing actor %s died; asking for a new one",
+                flight.preprocess.name,
+            )
+        pools.preprocess.replace(flight.preprocess)
+        return True
+    return False
 
 
 def _quarantine(task: StudyTask, exc: BaseException) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
-
 import torch
 
 from models import ModelCard, combine, predict_batch, round_probs
@@ -35,6 +34,7 @@ __all__ = [
     "dumps_result",
     "error_result",
     "finish_study",
+    "model_results_prefix",
     "predict_study_images",
     "prepare_study",
     "result_key",
@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 RESULT_SCHEMA_VERSION = "1.0"
 
 
-def _code_version() -> str:
+def code_version() -> str:
     try:
         return version("medray")
     except PackageNotFoundError:  # pragma: no cover - source tree without install
@@ -187,7 +187,7 @@ def finish_study(
         "study_key": prepared.study_key,
         "study_uid": prepared.study_uid,
         "model": _model_dict(card),
-        "medray_version": _code_version(),
+        "medray_version": code_version(),
         "series": series_out,
         "skipped_objects": [_issue_dict(i) for i in prepared.skipped],
         "object_errors": [_issue_dict(i) for i in prepared.errors],
@@ -204,7 +204,7 @@ def error_result(
         "study_key": study_key(study_uid),
         "study_uid": study_uid,
         "model": _model_dict(card),
-        "medray_version": _code_version(),
+        "medray_version": code_version(),
         "series": [],
         "skipped_objects": [],
         "object_errors": [],
@@ -234,7 +234,11 @@ def dumps_result(result: dict[str, Any]) -> bytes:
     return text.encode("utf-8") + b"\n"
 
 
+def model_results_prefix(results_prefix: str, card: ModelCard) -> str:
+    """Return the key prefix (ending in ``/``) of a model's results."""
+    return f"{results_prefix.strip('/')}/{card.name}/{card.sha256[:12]}/"
+
+
 def result_key(results_prefix: str, card: ModelCard, key_of_study: str) -> str:
     """Return the object key of a study's result for a model."""
-    prefix = results_prefix.strip("/")
-    return f"{prefix}/{card.name}/{card.sha256[:12]}/{key_of_study}.json"
+    return f"{model_results_prefix(results_prefix, card)}{key_of_study}.json"

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from models import ModelCard, load_model, resolve_device
-from ray_cluster.processing import predict_study_images
 from ray_cluster.config import Settings
 from ray_cluster.log import configure_logging
+from ray_cluster.processing import predict_study_images
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.storage import ObjectStore
 

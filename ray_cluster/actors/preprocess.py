@@ -41,7 +41,9 @@ class PreprocessWorker:
         settings: Settings without secrets; credentials come from this node.
         card_json: The model card as JSON.
         bucket: Bucket of the studies and results.
-        inference: Handles of inference actors (``predict`` remote method).
+        inference: Handles of inference actors (``predict`` remote method),
+            used in turn when `process` is not given one; the batch driver
+            gives one per study so that it can replace a dead one.
         log_level: Level of this actor's log records.
     """
 
@@ -75,8 +77,9 @@ class PreprocessWorker:
         )
         return list(zip(keys, data, strict=True))
 
-    async def _infer(self, inputs: list[np.ndarray | None]) -> list[np.ndarray | None]:
-        handle = next(self._inference)
+    async def _infer(
+        self, inputs: list[np.ndarray | None], handle: Any
+    ) -> list[np.ndarray | None]:
 
         async def one(x: np.ndarray | None) -> np.ndarray | None:
             if x is None or len(x) == 0:
@@ -86,15 +89,26 @@ class PreprocessWorker:
 
         return list(await asyncio.gather(*(one(x) for x in inputs)))
 
-    async def process(self, task: StudyTask) -> dict[str, Any]:
+    async def process(self, task: StudyTask, inference: Any = None) -> dict[str, Any]:
         """Process one study and write its result; return outcome and timings.
 
         Bad objects end up in the result; other errors propagate so that the
         driver retries the study.
+
+        Args:
+            task: The study.
+            inference: Handle of the inference actor to ask; None takes the
+                next of those given at construction.
+
+        Returns:
+            Outcome, counts and stage timings of the study.
         """
         job_id, study_uid, key_of_study, keys, attempt = task
+        handle = inference if inference is not None else next(self._inference)
         with log_context(job_id=job_id, study_key=key_of_study, worker=self.worker):
-            return await self._process(job_id, study_uid, key_of_study, keys, attempt)
+            return await self._process(
+                job_id, study_uid, key_of_study, keys, attempt, handle
+            )
 
     async def _process(
         self,
@@ -103,6 +117,7 @@ class PreprocessWorker:
         key_of_study: str,
         keys: Sequence[str],
         attempt: int,
+        handle: Any,
     ) -> dict[str, Any]:
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -117,7 +132,7 @@ class PreprocessWorker:
         timings["preprocess_s"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        probs = await self._infer([s.inputs for s in prepared.series])
+        probs = await self._infer([s.inputs for s in prepared.series], handle)
         timings["infer_s"] = time.perf_counter() - clock
 
         clock = time.perf_counter()

@@ -55,15 +55,19 @@ def _ensure_model(
     except ObjectNotFoundError:
         pass
     console.print(
-        f"training the reference model on {train_dir} (a demonstration model, not for clinical use)"
+        f"training the reference model on {train_dir} "
+        "(a demonstration model, not for clinical use)"
     )
     trained = train_from_folder(
         train_dir, settings.storage.data_dir / "reference-model"
     )
     registry.push(trained.card, trained.weights_path)
-    accuracy = trained.card.metrics.get("accuracy")
+    card = trained.card
+    accuracy = card.metrics.get("eval_accuracy")
     console.print(
-        f"model: {trained.card.name} {trained.card.version} ({trained.card.sha256[:12]}), held-out accuracy {accuracy}"
+        f"model: {card.name} {card.version} ({card.sha256[:12]}), "
+        f"held-out accuracy {accuracy} on {card.split.get('eval', {}).get('studies')} "
+        "studies"
     )
     return trained.card.name
 
@@ -113,6 +117,8 @@ def demo(
         print_summary(summary, console)
         if summary.errors:
             console.print(
-                f"{len(summary.errors)} error records: the demo data holds broken and non-image files on purpose; see s3://{DEMO_BUCKET}/{summary.report_prefix}errors.jsonl"
+                f"{len(summary.errors)} error records: the demo data holds broken "
+                "and non-image files on purpose; see "
+                f"s3://{DEMO_BUCKET}/{summary.report_prefix}errors.jsonl"
             )
     sys.exit(0)

@@ -22,9 +22,13 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "catalog": ("catalog", "catalog", "Catalogue the DICOM headers under a prefix."),
     "inspect": ("inspect", "inspect", "Validation report of every series."),
     "run": ("run", "run", "Run a model over every study under a prefix."),
+    "status": ("status", "status", "Show the latest jobs of a bucket."),
     "models": ("models", "models", "List, show, push and train models."),
     "demo": ("demo", "demo", "Run the main job end to end on this machine."),
     "config": ("config", "config", "Validate and print the settings."),
+    "cluster": ("cluster", "cluster", "Show nodes, pools and pending demand."),
+    "serve": ("serve", "serve", "Serve models over HTTP with Ray Serve."),
+    "predict": ("predict", "predict", "Send one study to a running service."),
 }
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import ray
 from ray import serve
@@ -130,6 +131,7 @@ def deploy(
 def shutdown(stop_ray: bool = False) -> None:
     """Remove every Serve application and the HTTP proxy; optionally stop Ray."""
     if ray.is_initialized():
-        serve.shutdown()  # type: ignore[no-untyped-call]
+        stop_serve: Any = serve.shutdown  # untyped in some Ray builds
+        stop_serve()
         if stop_ray:
             ray.shutdown()

@@ -50,6 +50,10 @@ APP_NAME = "medray"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 MAX_REFERENCE_BYTES = 64 * 1024
 READY_TIMEOUT_S = 5.0
+#: The ingress only parses and forwards; the bounded queue that matters is the
+#: model deployment's (``serve.max_queued_requests``). These bound a flood.
+INGRESS_MAX_ONGOING = 256
+INGRESS_MAX_QUEUED = 256
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -431,6 +435,7 @@ def build_app(
                 opts.batch_max_size, math.ceil(opts.target_ongoing_requests)
             ),
             max_queued_requests=opts.max_queued_requests,
+            backpressure_config={"status_code": 503, "retry_after_s": 1},
             ray_actor_options=resources,
             health_check_period_s=10.0,
         )(ModelServer)
@@ -445,8 +450,9 @@ def build_app(
     ingress = serve.deployment(
         name="ingress",
         num_replicas=1,
-        max_ongoing_requests=4 * opts.max_queued_requests + 4 * opts.batch_max_size,
-        max_queued_requests=opts.max_queued_requests,
+        max_ongoing_requests=INGRESS_MAX_ONGOING,
+        max_queued_requests=INGRESS_MAX_QUEUED,
+        backpressure_config={"status_code": 503, "retry_after_s": 1},
         ray_actor_options={"num_cpus": 0},
         logging_config={"enable_access_log": False},
     )(ingress_cls)

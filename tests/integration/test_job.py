@@ -102,3 +102,62 @@ def test_corpus_expected_kinds(
     volumes = [shape for _, shape in by_kind.get("volume", [])]
     assert any(shape[-3:] == [28, 512, 512] for shape in volumes), volumes
     assert any(shape[-3:] == [6, 64, 64] for shape in volumes), volumes
+
+
+def test_job_stopped_midway_resumes_without_redoing(
+    s3_server: Any,
+    ray_local: None,
+    tiny_model: ModelCard,
+    corpus_prefix: Any,
+    tmp_path: Path,
+) -> None:
+    """Interrupt `medray run` after its first results; the rerun skips them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store, url = corpus_prefix
+    settings = s3_server.settings
+    total = len(ensure_catalog(store, settings, url).studies())
+    env = dict(os.environ)
+    env.update(
+        {
+            "MEDRAY_STORAGE__ENDPOINT": s3_server.endpoint,
+            "MEDRAY_STORAGE__ACCESS_KEY": s3_server.access_key,
+            "MEDRAY_STORAGE__SECRET_KEY": s3_server.secret_key,
+            "MEDRAY_INFERENCE__CACHE_DIR": str(tmp_path / "cache"),
+            "MEDRAY_CLUSTER__NUM_CPUS": "2",
+            "MEDRAY_CLUSTER__OBJECT_STORE_MB": "128",
+            "MEDRAY_CLUSTER__MAX_IN_FLIGHT": "1",
+        }
+    )
+    command = [sys.executable, "-m", "ray_cluster.cli", "run", str(url)]
+    process = subprocess.Popen(
+        [*command, "--model", tiny_model.name, "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if _results(store, url, tiny_model):
+                break
+            time.sleep(0.2)
+        done_before = len(_results(store, url, tiny_model))
+        assert done_before >= 1, (
+            process.stderr.read().decode()[-2000:]
+            if process.poll() is not None and process.stderr
+            else "no result in time"
+        )
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    done = set(_results(store, url, tiny_model))
+    summary = run_job(settings, url, tiny_model.name)
+    assert summary.studies_already_done == len(done)
+    assert summary.studies_ok + summary.studies_failed == total - len(done)
+    assert len(_results(store, url, tiny_model)) == total

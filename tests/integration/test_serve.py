@@ -277,3 +277,21 @@ def test_client_reports_refusals(service: Service) -> None:
             medray.models()
     assert info.value.status == 403
     assert info.value.code == "wrong_api_key"
+
+
+def test_predict_command(service: Service, shared_data: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ray_cluster.cli.predict import predict
+
+    key_file = tmp_path / "key"
+    key_file.write_text(API_KEY + "\n", encoding="utf-8")
+    paths = [str(p) for p in files_of(shared_data / "dicom" / RADIOGRAPH)]
+    args = [*paths, "--url", service.url, "--model", "tiny"]
+    done = CliRunner().invoke(predict, [*args, "--api-key-file", str(key_file)])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["model"]["name"] == "tiny"
+    refused = CliRunner(env={"MEDRAY_API_KEY": "wrong-key-0123456789"}).invoke(
+        predict, args
+    )
+    assert refused.exit_code == 2

@@ -125,6 +125,7 @@ def test_second_replica_under_load_and_gone_after(scaling_service: str) -> None:
     assert set(counts) <= {200, 503}, counts
     assert counts[503] > 0, "12 clients against a queue of 2 must see fast 503s"
     assert all(r.startswith("1 ") for r in retry), retry[:5]
+    assert any("overloaded" in r for r in retry), "the model queue must fill first"
 
     idle = time.monotonic()
     while time.monotonic() - idle < DOWNSCALE_DEADLINE_S:

@@ -1,0 +1,385 @@
+"""Latency, batching, autoscaling and overload of `medray serve`, on loopback.
+
+Starts a private embedded S3 server and a local Ray, pushes an untrained
+reference-architecture model (224x224 input; timings do not depend on the
+weights), and sends one radiograph (../shared/data/dicom/xr_dx_chest_highdicom)
+to http://127.0.0.1 only. Every phase is bounded in time and request count.
+
+Prints:
+- p50/p99 latency over a bare model forward, at concurrency 1;
+- throughput batched (batch_max_size 16) against unbatched (1), concurrency 16;
+- seconds until a second model replica runs under load;
+- capacity: the highest request rate whose p99 stays under 1 s (and nothing is
+  refused) over a run of --run-s seconds (default 30), found by a search;
+- at 3x capacity: the share of 503s and the p99 of accepted requests, against
+  the p99 at 0.8x capacity.
+
+    .venv/bin/python benchmarks/serve.py [--run-s 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import socket
+import statistics
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+from models import (
+    ModelCard,
+    get_builder,
+    load_model,
+    predict_batch,
+    reference_input_spec,
+    save_weights,
+    sha256_file,
+)
+from pipelines import parse_header
+from ray_cluster.config import Settings, load_settings
+from ray_cluster.embedded import EmbeddedStore
+from ray_cluster.processing import prepare_study
+from ray_cluster.registry import ModelRegistry
+from ray_cluster.storage import ObjectStore
+
+LABELS = ["ct_axial", "ct_localizer", "mr", "radiograph", "other"]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dicom"
+STUDY = DATA / "xr_dx_chest_highdicom"
+MAX_REQUESTS_PER_PHASE = 20000
+P99_LIMIT_S = 1.0
+
+
+@dataclass
+class Run:
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        return float(np.percentile(self.latencies, q))
+
+    @property
+    def refused(self) -> float:
+        total = sum(self.statuses.values())
+        return (total - self.statuses[200]) / total if total else 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.statuses[200] / self.seconds if self.seconds else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_model(folder: Path) -> tuple[ModelCard, Path]:
+    torch.manual_seed(0)
+    model = get_builder("resnet18_1ch")(num_classes=len(LABELS), in_channels=1)
+    weights = folder / "weights.safetensors"
+    save_weights(model.state_dict(), weights)
+    card = ModelCard(
+        name="bench",
+        version="1",
+        architecture="resnet18_1ch",
+        sha256=sha256_file(weights),
+        labels=LABELS,
+        input=reference_input_spec(224),
+        metrics={},
+        split={},
+        description="untrained, for latency only",
+        intended_use="benchmark only",
+        created_by="benchmarks/serve.py",
+    )
+    return card, weights
+
+
+def bare_forward(card: ModelCard, weights: Path, body: bytes) -> tuple[float, float]:
+    """Return p50 and p99 seconds of one forward of the study's input, in process."""
+    header = parse_header(body, key="x", total_size=len(body))
+    prepared = prepare_study(header.study_uid, [("x", body)], card)
+    inputs = next(s.inputs for s in prepared.series if s.inputs is not None)
+    model = load_model(card, weights, torch.device("cpu"))
+    times = []
+    for _ in range(40):
+        start = time.perf_counter()
+        predict_batch(model, inputs, torch.device("cpu"))
+        times.append(time.perf_counter() - start)
+    times = times[5:]
+    return statistics.median(times), float(np.percentile(times, 99))
+
+
+async def closed_loop(
+    url: str, key: str, body: bytes, clients: int, run_s: float
+) -> Run:
+    """``clients`` senders, each sending the next request when one returns."""
+    run = Run()
+    deadline = time.perf_counter() + run_s
+    headers = {"X-API-Key": key, "Content-Type": "application/dicom"}
+    limits = httpx.Limits(max_connections=clients + 4)
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30, limits=limits, trust_env=False
+    ) as http:
+
+        async def sender() -> None:
+            while (
+                time.perf_counter() < deadline
+                and sum(run.statuses.values()) < MAX_REQUESTS_PER_PHASE
+            ):
+                start = time.perf_counter()
+                response = await http.post(
+                    "/v1/models/bench/predict", content=body, headers=headers
+                )
+                run.statuses[response.status_code] += 1
+                if response.status_code == 200:
+                    run.latencies.append(time.perf_counter() - start)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(clients)))
+        run.seconds = time.perf_counter() - started
+    return run
+
+
+async def open_loop(url: str, key: str, body: bytes, rate: float, run_s: float) -> Run:
+    """Requests at a fixed rate, whatever the answers; latency of the 200s."""
+    run = Run()
+    headers = {"X-API-Key": key, "Content-Type": "application/dicom"}
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+    count = min(int(rate * run_s), MAX_REQUESTS_PER_PHASE)
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30, limits=limits, trust_env=False
+    ) as http:
+
+        async def one() -> None:
+            start = time.perf_counter()
+            try:
+                response = await http.post(
+                    "/v1/models/bench/predict", content=body, headers=headers
+                )
+            except httpx.HTTPError:
+                run.statuses[0] += 1
+                return
+            run.statuses[response.status_code] += 1
+            if response.status_code == 200:
+                run.latencies.append(time.perf_counter() - start)
+
+        started = time.perf_counter()
+        tasks = []
+        for i in range(count):
+            wait = started + i / rate - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+        run.seconds = time.perf_counter() - started
+    return run
+
+
+def deploy(settings: Settings, **serve: object) -> str:
+    from ray_cluster.serve import deploy as serve_deploy
+
+    options = settings.serve.model_copy(update=serve)
+    deployed = serve_deploy(settings.model_copy(update={"serve": options}), ["bench"])
+    wait_ready(deployed.url)
+    return deployed.url
+
+
+def wait_ready(url: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if (
+                httpx.get(url + "/readyz", timeout=5, trust_env=False).status_code
+                == 200
+            ):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("the service did not become ready")
+
+
+def running_replicas() -> int:
+    from ray import serve
+
+    app = serve.status().applications["medray"]
+    return int(app.deployments["model-bench"].replica_states.get("RUNNING", 0))
+
+
+def wait_replicas(count: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and running_replicas() != count:
+        time.sleep(0.5)
+
+
+async def time_to_second_replica(
+    url: str, key: str, body: bytes, limit_s: float
+) -> float:
+    """Load with 16 clients until a second replica runs; seconds, or nan."""
+    found: list[float] = []
+    started = time.perf_counter()
+
+    async def watch() -> None:
+        while time.perf_counter() - started < limit_s:
+            if running_replicas() >= 2:
+                found.append(time.perf_counter() - started)
+                return
+            await asyncio.sleep(0.25)
+
+    watcher = asyncio.create_task(watch())
+    load = asyncio.create_task(closed_loop(url, key, body, 16, limit_s))
+    await watcher
+    load.cancel()
+    try:
+        await load
+    except asyncio.CancelledError:
+        pass
+    return found[0] if found else float("nan")
+
+
+def find_capacity(
+    url: str, key: str, body: bytes, start_rate: float, run_s: float
+) -> tuple[float, Run]:
+    """Raise the rate by 15 % while p99 < 1 s and nothing is refused."""
+    rate, best, best_run = start_rate, 0.0, Run()
+    for _ in range(6):
+        run = asyncio.run(open_loop(url, key, body, rate, run_s))
+        ok = run.pct(99) < P99_LIMIT_S and run.refused == 0
+        print(
+            f"  {rate:6.1f} req/s: p99 {run.pct(99) * 1000:7.1f} ms, refused {run.refused:.1%} -> {'ok' if ok else 'over'}"
+        )
+        if ok:
+            best, best_run = rate, run
+            rate *= 1.15
+        elif best == 0.0:
+            rate *= 0.7
+        else:
+            break
+    return best, best_run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-s", type=float, default=30.0, help="Seconds per rate.")
+    parser.add_argument(
+        "--phase-s", type=float, default=15.0, help="Seconds per throughput run."
+    )
+    args = parser.parse_args()
+    body = next(p for p in sorted(STUDY.iterdir()) if p.is_file()).read_bytes()
+    key = secrets.token_urlsafe(24)
+
+    import ray
+
+    from ray_cluster.serve import shutdown
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        store_proc = EmbeddedStore(root / "s3", port=0)
+        info = store_proc.start()
+        try:
+            os.environ["MEDRAY_STORAGE__ACCESS_KEY"] = (
+                info.access_key.get_secret_value()
+            )
+            os.environ["MEDRAY_STORAGE__SECRET_KEY"] = (
+                info.secret_key.get_secret_value()
+            )
+            os.environ["MEDRAY_SERVE__API_KEYS"] = key
+            settings = load_settings(
+                overrides={
+                    "storage": {
+                        "endpoint": info.endpoint,
+                        "data_dir": str(root / "s3"),
+                    },
+                    "inference": {"cache_dir": str(root / "cache")},
+                    "cluster": {"num_cpus": os.cpu_count() or 2},
+                    "serve": {"port": free_port(), "request_timeout_s": 10.0},
+                }
+            )
+            store = ObjectStore.from_settings(settings.storage)
+            card, weights = make_model(root)
+            ModelRegistry(store, settings).push(card, weights)
+            bare_p50, bare_p99 = bare_forward(card, weights, body)
+            print(
+                f"bare forward (1 image, 224x224): p50 {bare_p50 * 1000:.1f} ms, p99 {bare_p99 * 1000:.1f} ms"
+            )
+
+            one = {"min_replicas": 1, "max_replicas": 1, "max_queued_requests": 64}
+            url = deploy(settings, **one, batch_max_size=16)
+            asyncio.run(closed_loop(url, key, body, 1, 3.0))  # warm up
+            single = asyncio.run(closed_loop(url, key, body, 1, args.phase_s))
+            print(
+                f"concurrency 1: p50 {single.pct(50) * 1000:.1f} ms, p99 {single.pct(99) * 1000:.1f} ms; "
+                f"overhead over the bare forward: p50 {(single.pct(50) - bare_p50) * 1000:.1f} ms, "
+                f"p99 {(single.pct(99) - bare_p99) * 1000:.1f} ms ({len(single.latencies)} requests)"
+            )
+
+            batched = asyncio.run(closed_loop(url, key, body, 16, args.phase_s))
+            url = deploy(settings, **one, batch_max_size=1)
+            asyncio.run(closed_loop(url, key, body, 4, 2.0))
+            unbatched = asyncio.run(closed_loop(url, key, body, 16, args.phase_s))
+            print(
+                f"concurrency 16: batched {batched.rate:.1f} req/s (p99 {batched.pct(99) * 1000:.0f} ms), "
+                f"unbatched {unbatched.rate:.1f} req/s (p99 {unbatched.pct(99) * 1000:.0f} ms): "
+                f"x{batched.rate / max(unbatched.rate, 1e-9):.2f}"
+            )
+
+            url = deploy(
+                settings,
+                min_replicas=1,
+                max_replicas=2,
+                batch_max_size=16,
+                max_queued_requests=64,
+                metrics_interval_s=1.0,
+                look_back_period_s=2.0,
+                upscale_delay_s=1.0,
+                downscale_delay_s=600.0,
+            )
+            wait_replicas(1, 60)
+            seconds = asyncio.run(time_to_second_replica(url, key, body, 60.0))
+            print(f"second replica running after {seconds:.1f} s of load (16 clients)")
+
+            capacity_opts = {
+                "min_replicas": 1,
+                "max_replicas": 1,
+                "batch_max_size": 8,
+                "max_queued_requests": 4,
+            }
+            shutdown()
+            url = deploy(settings, **capacity_opts)
+            asyncio.run(closed_loop(url, key, body, 4, 2.0))
+            print(
+                f"capacity search ({args.run_s:.0f} s per rate, 1 replica, batch 8, queue 4):"
+            )
+            capacity, _ = find_capacity(url, key, body, 0.6 * batched.rate, args.run_s)
+            print(f"capacity: {capacity:.1f} req/s")
+            low = asyncio.run(open_loop(url, key, body, 0.8 * capacity, args.run_s))
+            high = asyncio.run(open_loop(url, key, body, 3.0 * capacity, args.run_s))
+            print(
+                f"0.8x capacity ({0.8 * capacity:.1f} req/s): p99 {low.pct(99) * 1000:.0f} ms, 503s {low.statuses[503] / max(1, sum(low.statuses.values())):.1%}"
+            )
+            print(
+                f"3x capacity ({3 * capacity:.1f} req/s): 503s {high.statuses[503] / max(1, sum(high.statuses.values())):.1%}, "
+                f"accepted p99 {high.pct(99) * 1000:.0f} ms = {high.pct(99) / low.pct(99):.2f}x the p99 at 0.8x; "
+                f"statuses {dict(high.statuses)}"
+            )
+        finally:
+            shutdown(stop_ray=True)
+            if ray.is_initialized():
+                ray.shutdown()
+            store_proc.stop()
+
+
+if __name__ == "__main__":
+    main()

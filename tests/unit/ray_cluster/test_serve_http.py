@@ -1,0 +1,181 @@
+"""API keys, request bodies and time bounds of the HTTP service, without Ray."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from ray_cluster.client import encode_instances, read_api_key
+from ray_cluster.config import ServeSettings, load_settings
+from ray_cluster.errors import ConfigError
+from ray_cluster.serve.auth import ENV_API_KEYS, ApiKeys, KeyCheck, presented_key
+from ray_cluster.serve.uploads import (
+    RequestRejected,
+    body_kind,
+    identify_study,
+    read_limited,
+    split_parts,
+)
+
+KEY = "k" * 20
+
+
+def test_keys_come_from_file_env_and_settings(tmp_path: Path) -> None:
+    key_file = tmp_path / "keys"
+    key_file.write_text(f"# comment\n\n{'a' * 16}\n", encoding="utf-8")
+    serve = ServeSettings(api_key_file=key_file, api_keys=(KEY,))  # type: ignore[arg-type]
+    keys = ApiKeys.load(serve, env={ENV_API_KEYS: '["' + "b" * 16 + '"]'})
+    assert len(keys) == 3
+    assert keys.check("a" * 16) is KeyCheck.OK
+    assert keys.check("b" * 16) is KeyCheck.OK
+    assert keys.check(KEY) is KeyCheck.OK
+    assert keys.check(KEY[:-1]) is KeyCheck.WRONG
+    assert keys.check(None) is KeyCheck.MISSING
+    assert KEY not in repr(keys)
+
+
+def test_no_key_or_short_key_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no API key"):
+        ApiKeys.load(ServeSettings(), env={})
+    with pytest.raises(ConfigError, match="shorter"):
+        ApiKeys.load(ServeSettings(), env={ENV_API_KEYS: "short"})
+    with pytest.raises(ConfigError, match="API key file"):
+        ApiKeys.load(ServeSettings(api_key_file=tmp_path / "none"), env={})
+
+
+def test_env_keys_parse_as_comma_list_in_settings() -> None:
+    settings = load_settings(env={ENV_API_KEYS: f"{KEY},{'z' * 16}"})
+    assert len(settings.serve.api_keys) == 2
+    assert KEY not in settings.model_dump_json()
+
+
+def test_presented_key_reads_bearer_or_header() -> None:
+    assert presented_key({"authorization": f"Bearer {KEY}"}) == KEY
+    assert presented_key({"authorization": f"bearer  {KEY} "}) == KEY
+    assert presented_key({"x-api-key": KEY}) == KEY
+    assert presented_key({"authorization": f"Basic {KEY}"}) is None
+    assert presented_key({}) is None
+
+
+def test_content_types() -> None:
+    assert body_kind("application/dicom") == ("dicom", b"")
+    kind, boundary = body_kind(
+        'multipart/related; type="application/dicom"; boundary=xy'
+    )
+    assert (kind, boundary) == ("multipart", b"xy")
+    for bad in ("text/plain", None, "multipart/related"):
+        with pytest.raises(RequestRejected) as info:
+            body_kind(bad)
+        assert info.value.status == 415
+
+
+async def _stream(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+def test_size_limit_on_declared_and_streamed_size() -> None:
+    async def read(chunks: list[bytes], declared: str | None) -> bytes:
+        return await read_limited(_stream(chunks), declared, limit=10)
+
+    assert asyncio.run(read([b"12345", b"678"], "8")) == b"12345678"
+    for chunks, declared in (([b"x"], "11"), ([b"123456", b"789012"], None)):
+        with pytest.raises(RequestRejected) as info:
+            asyncio.run(read(chunks, declared))
+        assert info.value.status == 413
+    with pytest.raises(RequestRejected) as bad:
+        asyncio.run(read([b"x"], "ten"))
+    assert bad.value.status == 400
+
+
+def _instance(study_uid: str) -> bytes:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "OT"
+    ds.Rows, ds.Columns = 4, 4
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = bytes(16)
+    import io
+
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_multipart_round_trip_and_study_checks() -> None:
+    study = generate_uid()
+    first, second = _instance(study), _instance(study)
+    body, content_type = encode_instances([first, second])
+    kind, boundary = body_kind(content_type)
+    parts = split_parts(body, kind, boundary)
+    assert parts == [first, second]
+
+    uid, kept, headers = identify_study([("part-0", first), ("part-1", second)])
+    assert uid == study
+    assert [k for k, _ in kept] == ["part-0", "part-1"]
+    assert len(headers) == 2
+
+    with pytest.raises(RequestRejected, match="2 studies"):
+        identify_study([("part-0", first), ("part-1", _instance(generate_uid()))])
+    with pytest.raises(RequestRejected, match="part-1 is not a readable DICOM"):
+        identify_study([("part-0", first), ("part-1", b"\0" * 300)])
+
+
+def test_multipart_refuses_other_parts_and_garbage() -> None:
+    body = b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
+    with pytest.raises(RequestRejected) as info:
+        split_parts(body, "multipart", b"b")
+    assert info.value.status == 415
+    with pytest.raises(RequestRejected) as empty:
+        split_parts(b"nothing here", "multipart", b"b")
+    assert empty.value.status == 400
+
+
+def test_client_reads_key_from_file_or_env(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    path.write_text("# mine\n" + KEY + "\n", encoding="utf-8")
+    assert read_api_key(path) == KEY
+    assert read_api_key(None, env={"MEDRAY_API_KEY": KEY}) == KEY
+    assert read_api_key(None, env={}) is None
+
+
+class _SlowResponse:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def __await__(self) -> Any:
+        return asyncio.sleep(10).__await__()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_slow_model_answers_503_after_the_timeout() -> None:
+    from ray_cluster.serve.app import Ingress
+
+    ingress = Ingress.__new__(Ingress)
+    ingress.timeout_s = 0.05
+    response = _SlowResponse()
+    with pytest.raises(RequestRejected) as info:
+        asyncio.run(ingress._bounded(response, "model tiny"))
+    assert info.value.status == 503
+    assert info.value.code == "timeout"
+    assert response.cancelled
