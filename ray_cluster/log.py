@@ -13,11 +13,12 @@ import contextvars
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any, Literal
 
-__all__ = ["ContextFilter", "configure_logging", "log_context"]
+__all__ = ["ContextFilter", "RedactValuesFilter", "configure_logging", "log_context"]
 
 _CONTEXT: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "medray_log_context", default=None
@@ -45,6 +46,24 @@ class ContextFilter(logging.Filter):
         for name in _FIELDS:
             if not hasattr(record, name):
                 setattr(record, name, context.get(name, "-"))
+        return True
+
+
+_QUOTED = re.compile(r"(['\"]).*?\1")
+
+
+class RedactValuesFilter(logging.Filter):
+    """Replace quoted values in third-party warnings with ``'…'``.
+
+    pydicom quotes the offending element value in its warnings (an invalid IS,
+    an undecodable name); such a value may be patient data, so it never reaches
+    a handler. The tag and the kind of problem stay readable.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg = _QUOTED.sub("'…'", message)
+        record.args = None
         return True
 
 
@@ -94,3 +113,13 @@ def configure_logging(
         package_logger.addHandler(handler)
         package_logger.setLevel(level if isinstance(level, int) else level.upper())
         package_logger.propagate = False
+    warnings_logger = logging.getLogger("py.warnings")
+    for old in list(warnings_logger.handlers):
+        warnings_logger.removeHandler(old)
+    redacting = logging.StreamHandler(sys.stderr)
+    redacting.addFilter(RedactValuesFilter())
+    redacting.addFilter(ContextFilter())
+    redacting.setFormatter(handler.formatter)
+    warnings_logger.addHandler(redacting)
+    warnings_logger.propagate = False
+    logging.captureWarnings(True)
