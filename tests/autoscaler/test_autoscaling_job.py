@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pyarrow.parquet as pq
 import pydicom
 import pytest
+from _fake_cluster import (
+    GCS_ADDRESS,
+    IDLE_TIMEOUT_S,
+    FakeCluster,
+    alive_workers,
+    wait_for,
+)
 from pydicom.uid import generate_uid
 
 from models import ModelCard
@@ -23,8 +31,6 @@ from ray_cluster.config import ClusterSettings, Settings
 from ray_cluster.ingest import ingest_folder
 from ray_cluster.job import JobSummary, run_job
 from ray_cluster.storage import ObjectStore, S3Url
-
-from .conftest import GCS_ADDRESS, IDLE_TIMEOUT_S, FakeCluster, alive_workers, wait_for
 
 pytestmark = [pytest.mark.autoscaler, pytest.mark.slow, pytest.mark.timeout(280)]
 
@@ -60,9 +66,13 @@ def _results(store: ObjectStore, url: S3Url, card: ModelCard) -> dict[str, bytes
 
 
 def _check_every_study_once(
-    store: ObjectStore, url: S3Url, card: ModelCard, summary: JobSummary
+    settings: Settings,
+    store: ObjectStore,
+    url: S3Url,
+    card: ModelCard,
+    summary: JobSummary,
 ) -> None:
-    studies = ensure_catalog(store, _plain(store, url), url).studies()
+    studies = ensure_catalog(store, settings, url).studies()
     keys = {study_key(uid) for uid in studies}
     results = _results(store, url, card)
     written = [json.loads(blob)["study_key"] for blob in results.values()]
@@ -74,13 +84,6 @@ def _check_every_study_once(
     ).to_pylist()
     recorded = [row["study_key"] for row in timings]
     assert sorted(recorded) == sorted(keys), "each study recorded exactly once"
-
-
-def _plain(store: ObjectStore, url: S3Url) -> Any:
-    return _SETTINGS[0]
-
-
-_SETTINGS: list[Settings] = []
 
 
 class _NodeWatch:
@@ -137,7 +140,6 @@ def test_job_adds_worker_nodes_and_they_go_when_idle(
     corpus_url: S3Url,
 ) -> None:
     settings = _settings(s3_server)
-    _SETTINGS[:] = [settings]
     store = ObjectStore.from_settings(settings.storage)
     assert alive_workers() == {}, "the cluster starts with the head only"
 
@@ -148,7 +150,7 @@ def test_job_adds_worker_nodes_and_they_go_when_idle(
 
     assert watch.most["cpu"] >= 1, "the job must make the autoscaler add CPU nodes"
     assert watch.most["gpu"] >= 1, "inference must make it add a GPU node"
-    _check_every_study_once(store, corpus_url, tiny_model, summary)
+    _check_every_study_once(settings, store, corpus_url, tiny_model, summary)
     assert summary.studies_ok >= len(FOLDERS) - 1
 
     wait_for(
@@ -159,11 +161,21 @@ def test_job_adds_worker_nodes_and_they_go_when_idle(
     print(f"job {job_s:.1f} s, most nodes {watch.most}, scale-in done")
 
 
-def _raylet_of(node_id: str) -> psutil.Process:
-    for process in psutil.process_iter(["name", "cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if process.info["name"] == "raylet" and f"--node_id={node_id}" in cmdline:
-            return process
+def _raylet_of(node_id: str) -> int:
+    """Return the pid of the raylet of a node, from /proc."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            args
+            and args[0].endswith(b"/raylet")
+            and (f"--node_id={node_id}".encode() in args)
+        ):
+            return int(entry.name)
     raise AssertionError(f"no raylet process for node {node_id}")
 
 
@@ -176,7 +188,6 @@ def test_losing_worker_nodes_mid_job_loses_and_duplicates_no_study(
     tmp_path: Path,
 ) -> None:
     settings = _settings(s3_server)
-    _SETTINGS[:] = [settings]
     store = ObjectStore.from_settings(settings.storage)
     url = S3Url.parse(f"s3://{bucket}/copies/")
     source = shared_data / "dicom" / "xr_dx_chest_highdicom" / "dx_image.dcm"
@@ -206,7 +217,7 @@ def test_losing_worker_nodes_mid_job_loses_and_duplicates_no_study(
         next(n for n, pool in workers.items() if pool == "gpu"),
     ]
     for node_id in victims:
-        _raylet_of(node_id).kill()
+        os.kill(_raylet_of(node_id), signal.SIGKILL)
 
     runner.join(timeout=200)
     assert not runner.is_alive(), "the job did not finish after losing nodes"
@@ -214,7 +225,7 @@ def test_losing_worker_nodes_mid_job_loses_and_duplicates_no_study(
         raise outcome["error"]
     summary: JobSummary = outcome["summary"]
     assert before < 24, "nodes must be lost while studies are still to do"
-    _check_every_study_once(store, url, tiny_model, summary)
+    _check_every_study_once(settings, store, url, tiny_model, summary)
     assert summary.studies_ok == 24 and summary.studies_failed == 0
     timings = pq.read_table(
         io.BytesIO(store.get(url.bucket, f"{summary.report_prefix}timings.parquet"))
