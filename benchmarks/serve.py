@@ -113,11 +113,11 @@ def bare_forward(card: ModelCard, weights: Path, body: bytes) -> tuple[float, fl
     inputs = next(s.inputs for s in prepared.series if s.inputs is not None)
     model = load_model(card, weights, torch.device("cpu"))
     times = []
-    for _ in range(40):
+    for _ in range(60):
         start = time.perf_counter()
         predict_batch(model, inputs, torch.device("cpu"))
         times.append(time.perf_counter() - start)
-    times = times[5:]
+    times = times[10:]
     return statistics.median(times), float(np.percentile(times, 99))
 
 
@@ -360,7 +360,7 @@ def main() -> None:
             url = deploy(settings, **capacity_opts)
             asyncio.run(closed_loop(url, key, body, 4, 2.0))
             print(
-                f"capacity search ({args.run_s:.0f} s per rate, 1 replica, batch 8, queue 4):"
+                f"capacity search ({args.run_s:.0f} s per rate, 1 replica, batch 4, queue 1):"
             )
             capacity, _ = find_capacity(url, key, body, 0.6 * batched.rate, args.run_s)
             print(f"capacity: {capacity:.1f} req/s")

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ray_cluster.api import (
-        catalog,
         connect_store,
         inspect_source,
         load_results,
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from ray_cluster.job import JobSummary
 
 _WHERE = {
-    "catalog": "api",
     "connect_store": "api",
     "inspect_source": "api",
     "load_results": "api",
@@ -80,6 +78,20 @@ __all__ = [
     "run",
     "study_inputs",
 ]
+
+
+# The submodule `ray_cluster.catalog` is imported first so that the function
+# below, not the module, is what `ray_cluster.catalog` names from then on.
+import ray_cluster.catalog as _catalog_module  # noqa: E402
+
+
+def catalog(
+    url: str, settings: Settings | None = None, *, rebuild: bool = False
+) -> _catalog_module.Catalog:
+    """Catalogue a prefix (incrementally) and return it; see `api.catalog`."""
+    from ray_cluster.api import catalog as build
+
+    return build(url, settings, rebuild=rebuild)
 
 
 def __getattr__(name: str) -> Any:

@@ -226,7 +226,9 @@ def _write_reports(
     settings: Settings,
     card: ModelCard,
     timings: list[dict[str, Any]],
+    skipped: list[dict[str, Any]],
 ) -> None:
+    """Write manifest.json, errors.jsonl, skipped.jsonl and timings.parquet."""
     prefix = summary.report_prefix
     manifest = {
         "job_id": summary.job_id,
@@ -246,13 +248,14 @@ def _write_reports(
         json.dumps(manifest, indent=2, sort_keys=True).encode(),
         content_type="application/json",
     )
-    errors = "".join(json.dumps(e, sort_keys=True) + "\n" for e in summary.errors)
-    store.put(
-        bucket,
-        f"{prefix}errors.jsonl",
-        errors.encode(),
-        content_type="application/x-ndjson",
-    )
+    for name, records in (("errors", summary.errors), ("skipped", skipped)):
+        lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+        store.put(
+            bucket,
+            f"{prefix}{name}.jsonl",
+            lines.encode(),
+            content_type="application/x-ndjson",
+        )
     columns = [
         "job_id",
         "study_key",
@@ -344,6 +347,10 @@ def run_job(
         )
         summary.objects_total = len(catalog.headers)
         summary.objects_skipped = len(catalog.skipped())
+        skipped = [
+            {"key": h.key, "study_key": h.study_key or None, "code": h.reason}
+            for h in catalog.skipped()
+        ]
         summary.errors.extend(_reject_records(catalog))
         summary.objects_rejected = len(summary.errors)
         timings: list[dict[str, Any]] = []
@@ -360,7 +367,9 @@ def run_job(
                 log_level,
             )
         summary.seconds = time.perf_counter() - started
-        _write_reports(store, target.bucket, summary, settings, card, timings)
+        _write_reports(
+            store, target.bucket, summary, settings, card, timings, skipped
+        )
         logger.info(
             "job end: %d ok, %d failed, %d already done, %.1f s",
             summary.studies_ok,

@@ -116,9 +116,13 @@ def demo(
     else:
         print_summary(summary, console)
         if summary.errors:
+            why = (
+                "the demo data holds broken and non-image files on purpose"
+                if data_dir is None
+                else "each names the object and the reason"
+            )
             console.print(
-                f"{len(summary.errors)} error records: the demo data holds broken "
-                "and non-image files on purpose; see "
+                f"{len(summary.errors)} error records ({why}): "
                 f"s3://{DEMO_BUCKET}/{summary.report_prefix}errors.jsonl"
             )
     sys.exit(0)
