@@ -32,7 +32,7 @@ unit: install
 # The autoscaler test runs `ray stop --force`: alone, in a pytest run of its own.
 test: lint typecheck
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m "not autoscaler" -q
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m autoscaler -q -p no:randomly || test $$? -eq 5
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m autoscaler -q || test $$? -eq 5
 
 bench: install
 	$(BIN)/python benchmarks/batch.py

@@ -68,6 +68,11 @@ class StorageSettings(_Section):
         "use the embedded store started by `medray store up`.",
     )
     region: str = Field("us-east-1", description="S3 region name.")
+    bucket: str = Field(
+        "medray",
+        description="Default bucket: the demo's studies and, unless "
+        "inference.registry_bucket says otherwise, the model registry.",
+    )
     verify_tls: bool = Field(True, description="Verify the server's certificate.")
     ca_bundle: Path | None = Field(None, description="CA bundle for a private CA.")
     access_key: Secret | None = Field(
@@ -167,7 +172,9 @@ class InferenceSettings(_Section):
     registry_prefix: str = Field(
         "medray-models", description="Prefix of the model registry in the bucket."
     )
-    registry_bucket: str = Field("medray", description="Bucket of the model registry.")
+    registry_bucket: str | None = Field(
+        None, description="Bucket of the model registry; unset: storage.bucket."
+    )
     cache_dir: Path = Field(
         default_factory=lambda: default_data_dir() / "models",
         description="Local cache of model weights, keyed by sha256.",

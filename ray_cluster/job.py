@@ -367,9 +367,7 @@ def run_job(
                 log_level,
             )
         summary.seconds = time.perf_counter() - started
-        _write_reports(
-            store, target.bucket, summary, settings, card, timings, skipped
-        )
+        _write_reports(store, target.bucket, summary, settings, card, timings, skipped)
         logger.info(
             "job end: %d ok, %d failed, %d already done, %.1f s",
             summary.studies_ok,

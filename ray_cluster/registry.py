@@ -44,7 +44,7 @@ class ModelRegistry:
 
     def __init__(self, store: ObjectStore, settings: Settings) -> None:
         self._store = store
-        self.bucket = settings.inference.registry_bucket
+        self.bucket = settings.inference.registry_bucket or settings.storage.bucket
         self.prefix = settings.inference.registry_prefix.strip("/")
         self.cache_dir = Path(settings.inference.cache_dir)
 

@@ -33,6 +33,7 @@ __all__ = [
     "default_object_store_bytes",
     "has_gpus",
     "loopback_node",
+    "refresh_token_auth",
 ]
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,32 @@ def _warn_if_auth_disabled(where: str) -> None:
         )
 
 
+def refresh_token_auth() -> None:
+    """Make Ray in this process see ``RAY_AUTH_MODE=token`` set after it read it.
+
+    Ray reads its authentication mode once per process and caches the token;
+    a driver whose environment got the mode and token later (a test, a
+    notebook that loads an env file) would otherwise call without a token.
+    """
+    if os.environ.get(_AUTH_MODE_ENV, "").lower() != "token":
+        return
+    from ray._raylet import (
+        AuthenticationMode,
+        AuthenticationTokenLoader,
+        Config,
+        get_authentication_mode,
+    )
+
+    if get_authentication_mode() != AuthenticationMode.TOKEN:
+        Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rpartition(":")[0]
+    return host in (LOOPBACK, "localhost", "[::1]")
+
+
 def connect_ray(settings: Settings, log_to_driver: bool = False) -> bool:
     """Join the configured Ray cluster, or start a local one on loopback.
 
@@ -142,8 +169,10 @@ def connect_ray(settings: Settings, log_to_driver: bool = False) -> bool:
                 key="cluster.address",
             )
         _warn_if_auth_disabled("the driver joining the cluster")
+        refresh_token_auth()
         kwargs.pop("include_dashboard")
-        ray.init(address=address, **kwargs)
+        with loopback_node() if _is_loopback(address) else contextlib.nullcontext():
+            ray.init(address=address, **kwargs)
         return True
     num_cpus = settings.cluster.num_cpus or os.cpu_count() or 1
     store_bytes = (

@@ -38,7 +38,6 @@ __all__ = ["demo"]
 
 logger = logging.getLogger(__name__)
 
-DEMO_BUCKET = "medray"
 MODEL = "reference"
 
 
@@ -98,6 +97,7 @@ def demo(
         info = EmbeddedStore(settings.storage.data_dir).start()
         console.print(f"object store: embedded SeaweedFS at {info.endpoint}")
     store = ObjectStore.from_settings(settings.storage)
+    bucket = settings.storage.bucket
     demo_studies = build_demo_folder(settings.storage.data_dir / "demo-studies")
     source = data_dir.resolve() if data_dir else demo_studies
     if prefix is None:
@@ -106,7 +106,7 @@ def demo(
             if data_dir is None
             else "data-" + hashlib.sha256(str(source).encode()).hexdigest()[:8]
         )
-    url = f"s3://{DEMO_BUCKET}/{prefix.strip('/')}/"
+    url = f"s3://{bucket}/{prefix.strip('/')}/"
     report = ingest_folder(store, source, url)
     console.print(f"ingested {source} -> {url}: {report.to_dict()}")
     model = _ensure_model(settings, store, demo_studies, console)
@@ -123,6 +123,6 @@ def demo(
             )
             console.print(
                 f"{len(summary.errors)} error records ({why}): "
-                f"s3://{DEMO_BUCKET}/{summary.report_prefix}errors.jsonl"
+                f"s3://{bucket}/{summary.report_prefix}errors.jsonl"
             )
     sys.exit(0)

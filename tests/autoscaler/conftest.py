@@ -41,7 +41,8 @@ def fake_cluster(s3_server: Any) -> Iterator[FakeCluster]:
     """
     import ray
 
-    from ray_cluster._internal.ray_runtime import loopback_node
+    from ray_cluster._internal.ray_runtime import connect_ray
+    from ray_cluster.config import ClusterSettings, Settings
 
     env = {
         "MEDRAY_STORAGE__ACCESS_KEY": s3_server.access_key,
@@ -56,8 +57,7 @@ def fake_cluster(s3_server: Any) -> Iterator[FakeCluster]:
     os.environ.update({k: v for k, v in env.items() if k.startswith("RAY_AUTH")})
     try:
         cluster.start_with(env)
-        with loopback_node():
-            ray.init(address=GCS_ADDRESS, log_to_driver=False)
+        connect_ray(Settings(cluster=ClusterSettings(address=GCS_ADDRESS)))
         yield cluster
     finally:
         ray.shutdown()
