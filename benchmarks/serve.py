@@ -45,6 +45,7 @@ from models import (
     sha256_file,
 )
 from pipelines import parse_header
+from ray_cluster._internal.ray_runtime import loopback_node
 from ray_cluster.config import Settings, load_settings
 from ray_cluster.embedded import EmbeddedStore
 from ray_cluster.processing import prepare_study
@@ -307,6 +308,13 @@ def main() -> None:
                     "serve": {"port": free_port(), "request_timeout_s": 10.0},
                 }
             )
+            with loopback_node():  # a new local Ray, even if another one runs here
+                ray.init(
+                    address="local",
+                    num_cpus=os.cpu_count() or 2,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
             store = ObjectStore.from_settings(settings.storage)
             card, weights = make_model(root)
             ModelRegistry(store, settings).push(card, weights)

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import InstanceHeader, NeedMoreBytes, parse_header
+from pipelines import InstanceHeader, NeedMoreBytes, PipelineError, parse_header
 from ray_cluster.config import Settings
 from ray_cluster.errors import CatalogError, ObjectNotFoundError
 from ray_cluster.storage import ObjectInfo, ObjectStore, S3Url
@@ -119,17 +119,32 @@ def catalog_key(settings: Settings, url: S3Url) -> str:
 def read_header(
     store: ObjectStore, bucket: str, info: ObjectInfo, probe: int
 ) -> InstanceHeader:
-    """Read one object's header with ranged GETs, widening as needed."""
-    wanted = min(probe, info.size) if info.size else probe
+    """Read one object's header with ranged GETs, widening as needed.
+
+    An object that cannot be read becomes a header with status ``unreadable``
+    and a reason code; it never stops the catalog.
+    """
+    wanted = min(probe, info.size)
     while True:
-        data = store.get_range(bucket, info.key, 0, wanted) if info.size else b""
         try:
+            data = store.get_range(bucket, info.key, 0, wanted) if wanted else b""
             return parse_header(data, key=info.key, total_size=info.size)
         except NeedMoreBytes as more:
             if wanted >= info.size or wanted >= MAX_HEADER_BYTES:
-                raise
+                return _unreadable(info, "header_too_long")
             wanted = min(max(more.wanted, wanted * 2), info.size, MAX_HEADER_BYTES)
             logger.debug("widening header read of %s to %d bytes", info.key, wanted)
+        except ObjectNotFoundError:
+            return _unreadable(info, "object_vanished")
+        except PipelineError as exc:
+            return _unreadable(info, exc.code or "header_unreadable")
+
+
+def _unreadable(info: ObjectInfo, reason: str) -> InstanceHeader:
+    logger.warning("object %s: header unreadable (%s)", info.key, reason)
+    return InstanceHeader(
+        key=info.key, size=info.size, status="unreadable", reason=reason
+    )
 
 
 def _excluded_prefixes(settings: Settings) -> tuple[str, ...]:

@@ -57,9 +57,23 @@ def _series_header(
 
 
 def collect_samples(
-    found: LocalStudies, spec: dict[str, Any], slices_per_volume: int = 8
+    found: LocalStudies, spec: dict[str, Any], slices_per_volume: int = 12
 ) -> list[Sample]:
-    """Turn every readable series into labelled, preprocessed images."""
+    """Turns every readable series into labelled, prepared images.
+
+    Each image goes through `build_input` with the card's input block, so the
+    training images are prepared exactly as the service prepares its inputs;
+    only the number of slices sampled from a volume differs.
+
+    Args:
+        found: The studies of a folder, from `read_local_studies`.
+        spec: The model card `input` block.
+        slices_per_volume: Slices sampled evenly along Z of each volume; more
+            than the card's `volume.slices` gives more varied training images.
+
+    Returns:
+        One sample per image, keyed by study.
+    """
     train_spec = dict(spec)
     train_spec["volume"] = dict(spec.get("volume", {}), slices=slices_per_volume)
     samples: list[Sample] = []
@@ -89,19 +103,34 @@ def train_from_folder(
     folder: Path,
     out_dir: Path,
     *,
-    epochs: int = 6,
-    image_size: int = 128,
+    epochs: int = 12,
+    image_size: int = 64,
     seed: int = 0,
     name: str = "reference",
     version: str = "1",
+    slices_per_volume: int = 12,
 ) -> TrainedModel:
-    """Train the reference classifier on a folder and write weights and card.
+    """Trains the reference classifier on a folder and writes weights and card.
+
+    Args:
+        folder: A folder of DICOM studies; labels come from their headers.
+        out_dir: Where `weights.safetensors` and `card.json` are written.
+        epochs: Passes over the training side.
+        image_size: Height and width of the model input, in pixels.
+        seed: Seeds the split and the training.
+        name: The card's model name.
+        version: The card's model version.
+        slices_per_volume: Slices sampled from each volume for training.
 
     Returns:
-        The card and the path of ``weights.safetensors`` in ``out_dir``.
+        The card, the path of the weights and the full training result.
+
+    Raises:
+        ValueError: The folder holds no readable image series, or its studies
+            cannot be split (see `models.split_studies`).
     """
     spec = reference_input_spec(image_size)
-    samples = collect_samples(read_local_studies(folder), spec)
+    samples = collect_samples(read_local_studies(folder), spec, slices_per_volume)
     if not samples:
         raise ValueError(
             f"no readable image series under {folder}; nothing to train on"

@@ -116,16 +116,12 @@ def refresh_token_auth() -> None:
     """
     if os.environ.get(_AUTH_MODE_ENV, "").lower() != "token":
         return
-    from ray._raylet import (
-        AuthenticationMode,
-        AuthenticationTokenLoader,
-        Config,
-        get_authentication_mode,
-    )
+    from ray import _raylet  # its stub lacks the authentication names
 
-    if get_authentication_mode() != AuthenticationMode.TOKEN:
-        Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
+    raylet: Any = _raylet
+    if raylet.get_authentication_mode() != raylet.AuthenticationMode.TOKEN:
+        raylet.Config.initialize("")
+    raylet.AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _is_loopback(address: str) -> bool:

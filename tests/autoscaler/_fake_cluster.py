@@ -47,8 +47,15 @@ def fake_cluster_config() -> dict[str, Any]:
         "max_workers": 4,
         "upscaling_speed": 2.0,
         "idle_timeout_minutes": IDLE_TIMEOUT_S / 60,
-        "provider": {"type": "fake_multinode"},
-        "auth": {},
+        "provider": {
+            "type": "fake_multinode",
+            # Every fake node has the same IP: the autoscaler must tell them
+            # apart by node id, and it has no SSH to restart or update them.
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+        },
+        "auth": {"ssh_user": "ray"},
         "docker": {},
         "head_node_type": HEAD_TYPE,
         "available_node_types": {

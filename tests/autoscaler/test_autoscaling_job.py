@@ -7,6 +7,8 @@ import io
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -27,6 +29,7 @@ from pydicom.uid import generate_uid
 from models import ModelCard
 from pipelines import study_key
 from ray_cluster.catalog import ensure_catalog
+from ray_cluster.cluster import cluster_status
 from ray_cluster.config import ClusterSettings, Settings
 from ray_cluster.ingest import ingest_folder
 from ray_cluster.job import JobSummary, run_job
@@ -87,10 +90,12 @@ def _check_every_study_once(
 
 
 class _NodeWatch:
-    """Record the most worker nodes of each pool seen alive, in a thread."""
+    """Record, in a thread, the most worker nodes of each pool seen alive and
+    the pending demand `cluster_status` reports."""
 
     def __init__(self) -> None:
         self.most: dict[str, int] = {"cpu": 0, "gpu": 0}
+        self.demand: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -107,6 +112,7 @@ class _NodeWatch:
             pools = list(alive_workers().values())
             for pool in self.most:
                 self.most[pool] = max(self.most[pool], pools.count(pool))
+            self.demand.extend(cluster_status().demand.bundles)
 
 
 @pytest.fixture
@@ -153,12 +159,26 @@ def test_job_adds_worker_nodes_and_they_go_when_idle(
     _check_every_study_once(settings, store, corpus_url, tiny_model, summary)
     assert summary.studies_ok >= len(FOLDERS) - 1
 
+    asked = {k for bundle in watch.demand for k in bundle["resources"]}
+    assert {"medray_cpu", "GPU"} <= asked, f"status showed demand for {asked}"
+
     wait_for(
         lambda: alive_workers() == {},
         timeout_s=IDLE_TIMEOUT_S + 60,
         what="idle worker nodes to be removed",
     )
-    print(f"job {job_s:.1f} s, most nodes {watch.most}, scale-in done")
+    cli = [sys.executable, "-c", "from ray_cluster.cli.main import main; main()"]
+    shown = subprocess.run(
+        [*cli, "cluster", "status", "--address", GCS_ADDRESS, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    status = json.loads(shown.stdout)
+    assert [pool["name"] for pool in status["pools"]] == ["head"]
+    assert status["nodes"][0]["is_head"] and status["demand"]["bundles"] == []
+    print(f"AUTOSCALER job {job_s:.1f} s, most nodes {watch.most}, scale-in done")
 
 
 def _raylet_of(node_id: str) -> int:
@@ -231,4 +251,5 @@ def test_losing_worker_nodes_mid_job_loses_and_duplicates_no_study(
         io.BytesIO(store.get(url.bucket, f"{summary.report_prefix}timings.parquet"))
     ).to_pylist()
     retried = sum(1 for row in timings if row["attempt"] > 1)
-    print(f"{before} results before the loss, {retried} studies retried")
+    assert retried >= 1, "studies in flight on the lost nodes must be retried"
+    print(f"AUTOSCALER {before} results before the loss, {retried} studies retried")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from models import (
     REFERENCE_LABELS,
@@ -19,6 +21,7 @@ from models import (
     split_studies,
     train_reference,
 )
+from models.train import _augment, _draw_weights, _recalibrate_batchnorm
 
 SIZE = 32
 LABELS = ["top", "left", "square", "dark"]
@@ -217,3 +220,62 @@ def test_training_rejects_misfit_samples() -> None:
         train_reference(wrong_label, image_size=SIZE, labels=LABELS)
     with pytest.raises(ValueError, match="no samples"):
         train_reference([], image_size=SIZE, labels=LABELS)
+
+
+def test_training_restores_the_thread_count() -> None:
+    before = torch.get_num_threads()
+
+    train_reference(
+        _samples(images_per_study=2),
+        epochs=1,
+        image_size=SIZE,
+        eval_fraction=0.5,
+        labels=LABELS,
+        batch_size=4,
+        num_threads=1,
+    )
+
+    assert torch.get_num_threads() == before
+
+
+def test_draws_weigh_studies_not_images() -> None:
+    labels = [0] * 100 + [0] + [1] * 3
+    studies = ["big"] * 100 + ["one"] + ["x1", "x2", "x3"]
+
+    by_study = _draw_weights(labels, studies, label_power=0.0)
+    by_count = _draw_weights(labels, studies, label_power=1.0)
+    plain = _draw_weights(labels, studies, label_power=None)
+
+    assert float(by_study.sum()) == pytest.approx(1.0)
+    assert float(by_study[:100].sum()) == pytest.approx(float(by_study[100]))
+    assert float(by_study[:101].sum()) == pytest.approx(0.5)
+    assert float(by_count[:101].sum()) == pytest.approx(2 / 5)
+    assert torch.allclose(plain, torch.full((104,), 1 / 104, dtype=torch.float64))
+
+
+def test_augmentation_is_seeded_and_adds_no_grey_frame() -> None:
+    black = torch.full((16, 1, SIZE, SIZE), -2.0)
+
+    first = _augment(black, torch.Generator().manual_seed(1))
+    again = _augment(black, torch.Generator().manual_seed(1))
+
+    assert first.shape == black.shape
+    assert torch.equal(first, again)
+    assert float(first.max()) < -1.5
+    assert float(first.min()) >= -2.0
+
+
+def test_recalibration_mixes_batches() -> None:
+    model = nn.Sequential(nn.BatchNorm2d(1))
+    dark = torch.full((32, 1, 4, 4), -1.0)
+    bright = torch.full((32, 1, 4, 4), 1.0)
+
+    _recalibrate_batchnorm(
+        model, torch.cat([dark, bright]), 8, torch.Generator().manual_seed(0)
+    )
+
+    norm = model[0]
+    assert isinstance(norm, nn.BatchNorm2d)
+    assert norm.running_var is not None
+    assert not model.training
+    assert float(norm.running_var[0]) > 0.5
