@@ -18,6 +18,7 @@ from typing import Any
 import ray
 
 from ray_cluster.config import Settings
+from ray_cluster.errors import ClusterError
 
 __all__ = ["ClusterStatus", "Demand", "NodeInfo", "PoolInfo", "cluster_status"]
 
@@ -227,6 +228,9 @@ def cluster_status(settings: Settings | None = None) -> ClusterStatus:
 
     Returns:
         Nodes, pools by resource and pending demand.
+
+    Raises:
+        ClusterError: No cluster answers at the address.
     """
     started = False
     if not ray.is_initialized():
@@ -237,7 +241,13 @@ def cluster_status(settings: Settings | None = None) -> ClusterStatus:
         joined = base.model_copy(
             update={"cluster": base.cluster.model_copy(update={"address": address})}
         )
-        started = connect_ray(joined)
+        try:
+            started = connect_ray(joined)
+        except ConnectionError as exc:
+            raise ClusterError(
+                f"no Ray cluster answers at {address}: {exc}; start one (ray start "
+                "--head, ray up cluster.yaml) or give --address ray://HOST:10001"
+            ) from None
     try:
         gcs_address = ray.get_runtime_context().gcs_address
         nodes = _nodes()
