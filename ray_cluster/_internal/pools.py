@@ -25,6 +25,9 @@ __all__ = ["ActorPool", "Member"]
 
 logger = logging.getLogger(__name__)
 
+#: Actors of a pool that may fail to start in a row before the job fails.
+_MAX_START_FAILURES = 3
+
 
 @dataclass(eq=False)
 class Member:
@@ -86,6 +89,7 @@ class ActorPool:
         self._make = make
         self._probe = probe
         self._starved_since: float | None = None
+        self._start_failures = 0
 
     def __len__(self) -> int:
         return len(self.members)
@@ -135,15 +139,10 @@ class ActorPool:
                 try:
                     ray.get(ref)
                 except RayError as exc:
-                    logger.warning(
-                        "pool %s: actor %s failed to start (%s); asking for another",
-                        self.name,
-                        member.name,
-                        type(exc).__name__,
-                    )
-                    self.replace(member)
+                    self._failed_start(member, exc)
                     continue
                 member.probe = None
+                self._start_failures = 0
                 logger.info(
                     "pool %s: actor %s placed after %.1f s",
                     self.name,
@@ -151,6 +150,24 @@ class ActorPool:
                     time.monotonic() - member.created,
                 )
         self._check_starved(pending_work)
+
+    def _failed_start(self, member: Member, exc: RayError) -> None:
+        self._start_failures += 1
+        self.replace(member)
+        if self._start_failures >= _MAX_START_FAILURES:
+            cause = getattr(exc, "cause", None) or exc
+            first_line = (str(cause).splitlines() or [""])[0]
+            raise ClusterError(
+                f"{self._start_failures} {self.name} actors in a row failed to "
+                f"start ({type(cause).__name__}: {first_line}); fix the cause and "
+                "run the job again"
+            ) from None
+        logger.warning(
+            "pool %s: actor %s failed to start (%s); asking for another",
+            self.name,
+            member.name,
+            type(exc).__name__,
+        )
 
     def _check_starved(self, pending_work: int) -> None:
         if pending_work == 0 or any(m.placed for m in self.members):

@@ -105,8 +105,8 @@ def push(card_path: Path, weights_path: Path, config_path: Path | None) -> None:
     show_default=True,
     help="Where to write weights and card.",
 )
-@click.option("--epochs", type=int, default=6, show_default=True)
-@click.option("--image-size", type=int, default=128, show_default=True)
+@click.option("--epochs", type=int, default=12, show_default=True)
+@click.option("--image-size", type=int, default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--name", default="reference", show_default=True)
 @click.option("--version", "model_version", default="1", show_default=True)

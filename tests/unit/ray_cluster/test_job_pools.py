@@ -103,3 +103,18 @@ def test_member_placed_flag() -> None:
     assert not member.placed
     member.probe = None
     assert member.placed
+
+
+def test_actors_that_keep_failing_to_start_fail_the_job() -> None:
+    from ray.exceptions import RayError
+
+    from ray_cluster.errors import ClusterError
+
+    pool = _pool("gpu", most=1)
+    for _ in range(2):
+        pool.grow(1)
+        pool._failed_start(pool.members[0], RayError())
+    assert len(pool) == 0 and pool.replaced_total == 2
+    pool.grow(1)
+    with pytest.raises(ClusterError, match="3 gpu actors in a row failed to start"):
+        pool._failed_start(pool.members[0], RayError())
