@@ -17,6 +17,7 @@ from models import (
     save_weights,
     sha256_file,
 )
+from ray_cluster._internal.ray_runtime import loopback_node
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.storage import ObjectStore
 
@@ -31,13 +32,13 @@ def ray_local(s3_server: Any) -> Iterator[None]:
     os.environ["MEDRAY_STORAGE__ACCESS_KEY"] = s3_server.access_key
     os.environ["MEDRAY_STORAGE__SECRET_KEY"] = s3_server.secret_key
     os.environ["MEDRAY_TORCH_THREADS"] = "1"
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=256 * 1024 * 1024,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-    )
+    with loopback_node():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=256 * 1024 * 1024,
+            log_to_driver=False,
+        )
     yield
     ray.shutdown()
 

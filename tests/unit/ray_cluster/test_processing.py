@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from models import ModelCard, get_builder, load_model, save_weights, sha256_file
-from models import reference_input_spec
+from models import (
+    ModelCard,
+    get_builder,
+    load_model,
+    reference_input_spec,
+    save_weights,
+    sha256_file,
+)
 from pipelines import study_key
 from ray_cluster.demo import write_phantom_ct
 from ray_cluster.processing import (
