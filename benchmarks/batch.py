@@ -25,11 +25,8 @@ import torch
 
 from models import (
     ModelCard,
-    get_builder,
     load_model,
-    reference_input_spec,
-    save_weights,
-    sha256_file,
+    make_untrained,
 )
 from ray_cluster._internal.ray_runtime import connect_ray
 from ray_cluster.catalog import ensure_catalog
@@ -42,28 +39,11 @@ from ray_cluster.processing import finish_study, predict_study_images, prepare_s
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.storage import ObjectStore, S3Url
 
-LABELS = ["ct_axial", "ct_localizer", "mr", "radiograph", "other"]
-
 
 def make_model(folder: Path) -> tuple[ModelCard, Path]:
-    torch.manual_seed(0)
-    model = get_builder("resnet18_1ch")(num_classes=len(LABELS), in_channels=1)
-    weights = folder / "weights.safetensors"
-    save_weights(model.state_dict(), weights)
-    card = ModelCard(
-        name="bench",
-        version="1",
-        architecture="resnet18_1ch",
-        sha256=sha256_file(weights),
-        labels=LABELS,
-        input=reference_input_spec(128),
-        metrics={},
-        split={},
-        description="untrained, for throughput only",
-        intended_use="benchmark only",
-        created_by="benchmarks/batch.py",
+    return make_untrained(
+        folder, name="bench", image_size=128, purpose="benchmark only"
     )
-    return card, weights
 
 
 def baseline(

@@ -37,12 +37,9 @@ import torch
 
 from models import (
     ModelCard,
-    get_builder,
     load_model,
+    make_untrained,
     predict_batch,
-    reference_input_spec,
-    save_weights,
-    sha256_file,
 )
 from pipelines import parse_header
 from ray_cluster._internal.ray_runtime import loopback_node
@@ -52,7 +49,6 @@ from ray_cluster.processing import prepare_study
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.storage import ObjectStore
 
-LABELS = ["ct_axial", "ct_localizer", "mr", "radiograph", "other"]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dicom"
 STUDY = DATA / "xr_dx_chest_highdicom"
 MAX_REQUESTS_PER_PHASE = 20000
@@ -87,24 +83,9 @@ def free_port() -> int:
 
 
 def make_model(folder: Path) -> tuple[ModelCard, Path]:
-    torch.manual_seed(0)
-    model = get_builder("resnet18_1ch")(num_classes=len(LABELS), in_channels=1)
-    weights = folder / "weights.safetensors"
-    save_weights(model.state_dict(), weights)
-    card = ModelCard(
-        name="bench",
-        version="1",
-        architecture="resnet18_1ch",
-        sha256=sha256_file(weights),
-        labels=LABELS,
-        input=reference_input_spec(224),
-        metrics={},
-        split={},
-        description="untrained, for latency only",
-        intended_use="benchmark only",
-        created_by="benchmarks/serve.py",
+    return make_untrained(
+        folder, name="bench", image_size=224, purpose="benchmark only"
     )
-    return card, weights
 
 
 def bare_forward(card: ModelCard, weights: Path, body: bytes) -> tuple[float, float]:

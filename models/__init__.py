@@ -38,6 +38,7 @@ from models.train import (
     split_studies,
     train_reference,
 )
+from models.untrained import make_untrained
 from models.weights import (
     ModelCard,
     load_weights,
@@ -61,6 +62,7 @@ __all__ = [
     "list_architectures",
     "load_model",
     "load_weights",
+    "make_untrained",
     "predict_batch",
     "reference_input_spec",
     "reference_label",

@@ -16,20 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
 from _fake_cluster import GCS_ADDRESS, FakeCluster, fake_cluster_config
 
 from models import (
     ModelCard,
-    get_builder,
-    reference_input_spec,
-    save_weights,
-    sha256_file,
+    make_untrained,
 )
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.storage import ObjectStore
-
-TINY_LABELS = ["ct_axial", "ct_localizer", "mr", "radiograph", "other"]
 
 
 @pytest.fixture(scope="module")
@@ -69,24 +63,9 @@ def fake_cluster(s3_server: Any) -> Iterator[FakeCluster]:
 @pytest.fixture(scope="module")
 def tiny_model(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> ModelCard:
     """An untrained reference-architecture model in the registry (fast to run)."""
-    torch.manual_seed(0)
-    model = get_builder("resnet18_1ch")(num_classes=len(TINY_LABELS), in_channels=1)
-    weights = tmp_path_factory.mktemp("tiny-model") / "weights.safetensors"
-    save_weights(model.state_dict(), weights)
-    spec = reference_input_spec(32)
-    spec["volume"] = dict(spec.get("volume", {}), slices=3)
-    card = ModelCard(
-        name="tiny-autoscaler",
-        version="1",
-        architecture="resnet18_1ch",
-        sha256=sha256_file(weights),
-        labels=TINY_LABELS,
-        input=spec,
-        metrics={},
-        split={},
-        description="untrained model for autoscaler tests",
-        intended_use="tests only",
-        created_by="tests",
+    folder = tmp_path_factory.mktemp("tiny-model")
+    card, weights = make_untrained(
+        folder, name="tiny-autoscaler", image_size=32, volume_slices=3
     )
     settings = s3_server.settings
     ModelRegistry(ObjectStore.from_settings(settings.storage), settings).push(

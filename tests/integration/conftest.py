@@ -8,20 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from models import (
     ModelCard,
-    get_builder,
-    reference_input_spec,
-    save_weights,
-    sha256_file,
+    make_untrained,
 )
 from ray_cluster._internal.ray_runtime import loopback_node
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.storage import ObjectStore
-
-TINY_LABELS = ["ct_axial", "ct_localizer", "mr", "radiograph", "other"]
 
 
 @pytest.fixture(scope="session")
@@ -46,26 +40,8 @@ def ray_local(s3_server: Any) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def tiny_model(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> ModelCard:
     """An untrained reference-architecture model in the registry (fast to run)."""
-    torch.manual_seed(0)
-    model = get_builder("resnet18_1ch")(num_classes=len(TINY_LABELS), in_channels=1)
     folder = tmp_path_factory.mktemp("tiny-model")
-    weights = folder / "weights.safetensors"
-    save_weights(model.state_dict(), weights)
-    spec = reference_input_spec(32)
-    spec["volume"] = dict(spec.get("volume", {}), slices=3)
-    card = ModelCard(
-        name="tiny",
-        version="1",
-        architecture="resnet18_1ch",
-        sha256=sha256_file(weights),
-        labels=TINY_LABELS,
-        input=spec,
-        metrics={},
-        split={},
-        description="untrained model for tests",
-        intended_use="tests only",
-        created_by="tests",
-    )
+    card, weights = make_untrained(folder, name="tiny", image_size=32, volume_slices=3)
     settings = s3_server.settings
     ModelRegistry(ObjectStore.from_settings(settings.storage), settings).push(
         card, weights
