@@ -251,5 +251,6 @@ def test_losing_worker_nodes_mid_job_loses_and_duplicates_no_study(
         io.BytesIO(store.get(url.bucket, f"{summary.report_prefix}timings.parquet"))
     ).to_pylist()
     retried = sum(1 for row in timings if row["attempt"] > 1)
-    assert retried >= 1, "studies in flight on the lost nodes must be retried"
+    # Usually >= 1, but a kill that lands between two studies fails none: what
+    # must hold is that none is lost or recorded twice (checked above).
     print(f"AUTOSCALER {before} results before the loss, {retried} studies retried")
