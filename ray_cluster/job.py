@@ -74,8 +74,10 @@ class JobSummary:
     objects_skipped: int = 0
     images: int = 0
     seconds: float = 0.0
+    startup_seconds: float = 0.0
     report_prefix: str = ""
     errors: list[dict[str, Any]] = field(default_factory=list)
+    started_at: float = field(default_factory=time.perf_counter, repr=False)
 
     @property
     def exit_code(self) -> int:
@@ -85,7 +87,9 @@ class JobSummary:
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as JSON-ready data."""
         data = asdict(self)
+        data.pop("started_at")
         data["seconds"] = round(self.seconds, 3)
+        data["startup_seconds"] = round(self.startup_seconds, 3)
         data["exit_code"] = self.exit_code
         return data
 
@@ -472,6 +476,8 @@ def _drive(
             if pre is None or inf is None:
                 break
             task = queue.popleft()
+            if not summary.startup_seconds:
+                summary.startup_seconds = time.perf_counter() - summary.started_at
             pre.busy += 1
             inf.busy += 1
             ref = pre.handle.process.remote(task, inf.handle)
