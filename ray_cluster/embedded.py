@@ -346,8 +346,11 @@ class EmbeddedStore:
 
     def _command(self, weed: Path, ports: Mapping[str, int]) -> list[str]:
         weed_dir = self.data_dir / WEED_DIR
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         args = [
             str(weed),
+            # weed's own log files go to the data folder, not to /tmp.
+            f"-logdir={self.data_dir / 'logs'}",
             "mini",
             f"-dir={weed_dir}",
             f"-master.dir={weed_dir / 'master'}",

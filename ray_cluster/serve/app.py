@@ -41,6 +41,14 @@ from ray_cluster.serve.uploads import (
     split_parts,
 )
 
+import os
+def _trace(**kw: Any) -> None:  # TEMP
+    path = os.environ.get("MEDRAY_TRACE")
+    if path:
+        import json as _j
+        with open(path, "a") as f:
+            f.write(_j.dumps(kw) + "\n")
+
 __all__ = ["APP_NAME", "OPEN_PATHS", "Ingress", "StudyReference", "build_app"]
 
 logger = logging.getLogger(__name__)
@@ -101,6 +109,7 @@ class _Guard:
             return
         started = time.perf_counter()
         status = [500]
+        _trace(w="guard", start=started)
 
         async def send_status(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -302,19 +311,26 @@ def _build_api(ingress: Ingress) -> FastAPI:
         },
     )
     async def predict(name: str, request: Request) -> JSONResponse:
+        t0 = time.perf_counter()
         if name not in ingress.models:
             raise RequestRejected(404, "unknown_model", _unknown_model(ingress, name))
         kind, boundary = body_kind(request.headers.get("content-type"))
         body = await read_limited(
             request.stream(), request.headers.get("content-length"), ingress.max_body
         )
+        t1 = time.perf_counter()
         parts = split_parts(body, kind, boundary)
         del body
         objects = [(f"part-{i}", data) for i, data in enumerate(parts)]
         study_uid, kept, _ = await asyncio.to_thread(identify_study, objects)
+        t2 = time.perf_counter()
         request.state.study_key = study_key(study_uid)
         result = await ingress.call_model(name, study_uid, kept)
-        return JSONResponse(result)
+        t3 = time.perf_counter()
+        r = JSONResponse(result)
+        t4 = time.perf_counter()
+        _trace(w="ingress", entry=t0, read=(t1-t0)*1000, ident=(t2-t1)*1000, call_start=t2, call=(t3-t2)*1000, resp=(t4-t3)*1000)
+        return r
 
     @api.post(
         "/v1/studies",

@@ -37,6 +37,14 @@ from ray_cluster.storage import ObjectStore
 
 __all__ = ["ModelServer", "images_in"]
 
+def _trace(**kw: Any) -> None:  # TEMP
+    path = os.environ.get("MEDRAY_TRACE")
+    if path:
+        import json as _j
+        with open(path, "a") as f:
+            f.write(_j.dumps(kw) + "\n")
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -94,10 +102,14 @@ class ModelServer:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01, batch_size_fn=images_in)
     async def _forward(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
+        t0 = time.perf_counter()
         stacked = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        t1 = time.perf_counter()
         probs = await asyncio.to_thread(
             predict_batch, self.model, stacked, self.device, batch_size=len(stacked)
         )
+        t2 = time.perf_counter()
+        _trace(w="batch", start=t0, fwd=(t2-t1)*1000, n=len(stacked), threads=torch.get_num_threads())
         self.images_done += len(stacked)
         self.batches_done += 1
         out, start = [], 0
@@ -117,13 +129,19 @@ class ModelServer:
     async def _answer(
         self, study_uid: str, objects: Sequence[tuple[str, bytes]]
     ) -> tuple[PreparedStudy, dict[str, Any]]:
+        t0 = time.perf_counter()
         prepared = await asyncio.to_thread(
             prepare_study, study_uid, objects, self.card, self.limits
         )
+        t1 = time.perf_counter()
         probs = await asyncio.gather(
             *(self._infer_series(s.inputs) for s in prepared.series)
         )
-        return prepared, finish_study(prepared, list(probs), self.card)
+        t2 = time.perf_counter()
+        r = finish_study(prepared, list(probs), self.card)
+        t3 = time.perf_counter()
+        _trace(w="model", entry=t0, prep=(t1-t0)*1000, infer_call=t1, infer=(t2-t1)*1000, finish=(t3-t2)*1000)
+        return prepared, r
 
     async def predict(
         self, study_uid: str, objects: list[tuple[str, bytes]]
