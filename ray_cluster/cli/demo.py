@@ -27,7 +27,7 @@ from ray_cluster.cli.run import print_summary
 from ray_cluster.config import Settings
 from ray_cluster.demo import build_demo_folder
 from ray_cluster.embedded import EmbeddedStore
-from ray_cluster.errors import ObjectNotFoundError
+from ray_cluster.errors import ObjectNotFoundError, StorageError
 from ray_cluster.ingest import ingest_folder
 from ray_cluster.job import run_job
 from ray_cluster.registry import ModelRegistry
@@ -94,7 +94,11 @@ def demo(
     console = Console(stderr=as_json)
     settings = build_settings(config_path)
     if settings.storage.endpoint is None:
-        info = EmbeddedStore(settings.storage.data_dir).start()
+        try:
+            info = EmbeddedStore(settings.storage.data_dir).start()
+        except StorageError:
+            # The default port is taken (another store, another program).
+            info = EmbeddedStore(settings.storage.data_dir, port=0).start()
         console.print(f"object store: embedded SeaweedFS at {info.endpoint}")
     store = ObjectStore.from_settings(settings.storage)
     bucket = settings.storage.bucket
