@@ -24,7 +24,10 @@ from ray_cluster.cli._common import (
     handle_errors,
     json_option,
 )
+from ray_cluster.errors import ObjectNotFoundError
 from ray_cluster.job import JobProgress, JobSummary, run_job
+from ray_cluster.registry import ModelRegistry
+from ray_cluster.storage import ObjectStore
 
 __all__ = ["print_summary", "run"]
 
@@ -93,6 +96,12 @@ def run(
     if not name:
         click.echo("medray run: give --model NAME (see `medray models list`)", err=True)
         sys.exit(EXIT_USAGE)
+    try:
+        store = ObjectStore.from_settings(settings.storage)
+        ModelRegistry(store, settings).get_card(name, model_version)
+    except ObjectNotFoundError as exc:
+        click.echo(f"medray run: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     root = ctx.find_root().params
     log_level = str(root.get("log_level") or "WARNING")
     console = Console(stderr=True)
@@ -128,6 +137,12 @@ def run(
             limit=limit,
             on_progress=on_progress,
             log_level=log_level,
+        )
+    if summary.objects_total == 0:
+        click.echo(
+            f"medray run: no objects under {summary.url}; check the URL "
+            "(or ingest studies with `medray ingest`)",
+            err=True,
         )
     if as_json:
         echo_json(summary.to_dict())
