@@ -6,7 +6,12 @@ weights), and sends one radiograph (../shared/data/dicom/xr_dx_chest_highdicom)
 to http://127.0.0.1 only. Every phase is bounded in time and request count.
 
 Prints:
-- p50/p99 latency over a bare model forward, at concurrency 1;
+- p50/p99 latency at concurrency 1 against a bare model forward in this process
+  with the replica's torch thread count (a model replica reserves one CPU, so
+  Ray gives it one thread), the two measured in turn, request after forward, so
+  both see the same machine; then the median of each stage of a request (from
+  the ``Server-Timing`` header, ``serve.server_timing``) and what remains for the
+  HTTP proxy and the client;
 - throughput batched (batch_max_size 16) against unbatched (1), concurrency 16;
 - seconds until a second model replica runs under load;
 - capacity: the highest request rate whose p99 stays under 1 s (and nothing is
@@ -47,12 +52,27 @@ from ray_cluster.config import Settings, load_settings
 from ray_cluster.embedded import EmbeddedStore
 from ray_cluster.processing import prepare_study
 from ray_cluster.registry import ModelRegistry
+from ray_cluster.serve.app import model_capacity
 from ray_cluster.storage import ObjectStore
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dicom"
 STUDY = DATA / "xr_dx_chest_highdicom"
 MAX_REQUESTS_PER_PHASE = 20000
 P99_LIMIT_S = 1.0
+#: Stages of a predict request, in the order they happen (``ingress`` and
+#: ``model`` span the ones inside them; ``model_call`` includes the model's).
+STAGE_ORDER = (
+    "proxy_and_client",
+    "read",
+    "parse",
+    "model_call",
+    "prepare",
+    "batch_wait",
+    "forward",
+    "finish",
+    "model",
+    "ingress",
+)
 
 
 @dataclass
@@ -60,6 +80,17 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     seconds: float = 0.0
+    stages: list[dict[str, float]] = field(default_factory=list)
+
+    def record(self, response: httpx.Response, latency: float) -> None:
+        self.statuses[response.status_code] += 1
+        if response.status_code != 200:
+            return
+        self.latencies.append(latency)
+        stages = server_timing(response.headers.get("server-timing", ""))
+        if "ingress" in stages:
+            stages["proxy_and_client"] = latency - stages["ingress"]
+        self.stages.append(stages)
 
     def pct(self, q: float) -> float:
         if not self.latencies:
@@ -88,19 +119,85 @@ def make_model(folder: Path) -> tuple[ModelCard, Path]:
     )
 
 
-def bare_forward(card: ModelCard, weights: Path, body: bytes) -> tuple[float, float]:
-    """Return p50 and p99 seconds of one forward of the study's input, in process."""
-    header = parse_header(body, key="x", total_size=len(body))
-    prepared = prepare_study(header.study_uid, [("x", body)], card)
-    inputs = next(s.inputs for s in prepared.series if s.inputs is not None)
-    model = load_model(card, weights, torch.device("cpu"))
-    times = []
-    for _ in range(60):
+class BareForward:
+    """The model's forward of the study's input in this process, without Serve."""
+
+    def __init__(self, card: ModelCard, weights: Path, body: bytes) -> None:
+        header = parse_header(body, key="x", total_size=len(body))
+        prepared = prepare_study(header.study_uid, [("x", body)], card)
+        self.inputs = next(s.inputs for s in prepared.series if s.inputs is not None)
+        self.model = load_model(card, weights, torch.device("cpu"))
+
+    def once(self) -> float:
         start = time.perf_counter()
-        predict_batch(model, inputs, torch.device("cpu"))
-        times.append(time.perf_counter() - start)
-    times = times[10:]
-    return statistics.median(times), float(np.percentile(times, 99))
+        predict_batch(self.model, self.inputs, torch.device("cpu"))
+        return time.perf_counter() - start
+
+    def alone(self, threads: int, count: int = 40) -> list[float]:
+        """Seconds of ``count`` forwards in a row with ``threads`` torch threads."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for _ in range(5):
+                self.once()
+            return [self.once() for _ in range(count)]
+        finally:
+            torch.set_num_threads(before)
+
+
+def replica_threads() -> int:
+    """Torch threads of the running model replica (Ray sets them from its CPUs)."""
+    from ray import serve
+
+    handle = serve.get_deployment_handle("model-bench", app_name="medray")
+    return int(handle.info.remote().result(timeout_s=30)["torch_threads"])
+
+
+def server_timing(header: str) -> dict[str, float]:
+    stages = {}
+    for item in header.split(","):
+        name, _, duration = item.strip().partition(";dur=")
+        if duration:
+            stages[name] = float(duration) / 1000
+    return stages
+
+
+async def alternate(
+    url: str, key: str, body: bytes, bare: BareForward, threads: int, run_s: float
+) -> tuple[Run, list[float]]:
+    """One request, then one bare forward, in turn: concurrency 1 against its baseline.
+
+    Returns the requests and the bare forwards' seconds.
+    """
+    run, forwards = Run(), []
+    headers = {"X-API-Key": key, "Content-Type": "application/dicom"}
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    deadline = time.perf_counter() + run_s
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30, trust_env=False) as http:
+            started = time.perf_counter()
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                response = await http.post(
+                    "/v1/models/bench/predict", content=body, headers=headers
+                )
+                run.record(response, time.perf_counter() - start)
+                forwards.append(bare.once())
+            run.seconds = time.perf_counter() - started
+    finally:
+        torch.set_num_threads(before)
+    return run, forwards
+
+
+def print_stages(run: Run, q: float = 50) -> None:
+    """Print a percentile of each stage of the accepted requests (Server-Timing)."""
+    names = [n for n in STAGE_ORDER if any(n in s for s in run.stages)]
+    values = [
+        f"{n} {np.percentile([s[n] for s in run.stages if n in s], q) * 1000:.1f}"
+        for n in names
+    ]
+    print(f"  stages, p{q:g} ms: " + ", ".join(values))
 
 
 async def closed_loop(
@@ -124,9 +221,7 @@ async def closed_loop(
                 response = await http.post(
                     "/v1/models/bench/predict", content=body, headers=headers
                 )
-                run.statuses[response.status_code] += 1
-                if response.status_code == 200:
-                    run.latencies.append(time.perf_counter() - start)
+                run.record(response, time.perf_counter() - start)
 
         started = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(clients)))
@@ -153,9 +248,7 @@ async def open_loop(url: str, key: str, body: bytes, rate: float, run_s: float) 
             except httpx.HTTPError:
                 run.statuses[0] += 1
                 return
-            run.statuses[response.status_code] += 1
-            if response.status_code == 200:
-                run.latencies.append(time.perf_counter() - start)
+            run.record(response, time.perf_counter() - start)
 
         started = time.perf_counter()
         tasks = []
@@ -197,7 +290,8 @@ def running_replicas() -> int:
     from ray import serve
 
     app = serve.status().applications["medray"]
-    return int(app.deployments["model-bench"].replica_states.get("RUNNING", 0))
+    states = app.deployments["model-bench"].replica_states
+    return sum(n for state, n in states.items() if state == "RUNNING")
 
 
 def wait_replicas(count: int, timeout_s: float) -> None:
@@ -286,7 +380,11 @@ def main() -> None:
                     },
                     "inference": {"cache_dir": str(root / "cache")},
                     "cluster": {"num_cpus": os.cpu_count() or 2},
-                    "serve": {"port": free_port(), "request_timeout_s": 10.0},
+                    "serve": {
+                        "port": free_port(),
+                        "request_timeout_s": 10.0,
+                        "server_timing": True,
+                    },
                 }
             )
             with loopback_node():  # a new local Ray, even if another one runs here
@@ -299,20 +397,33 @@ def main() -> None:
             store = ObjectStore.from_settings(settings.storage)
             card, weights = make_model(root)
             ModelRegistry(store, settings).push(card, weights)
-            bare_p50, bare_p99 = bare_forward(card, weights, body)
-            print(
-                f"bare forward (1 image, 224x224): p50 {bare_p50 * 1000:.1f} ms, p99 {bare_p99 * 1000:.1f} ms"
-            )
+            bare = BareForward(card, weights, body)
 
             one = {"min_replicas": 1, "max_replicas": 1, "max_queued_requests": 64}
             url = deploy(settings, **one, batch_max_size=16)
+            threads = replica_threads()
+            own = torch.get_num_threads()
+            alone = bare.alone(own)
+            print(
+                f"bare forward alone (1 image, 224x224, {own} threads, this process's "
+                f"default): p50 {statistics.median(alone) * 1000:.1f} ms (not the baseline)"
+            )
             asyncio.run(closed_loop(url, key, body, 1, 3.0))  # warm up
-            single = asyncio.run(closed_loop(url, key, body, 1, args.phase_s))
+            single, forwards = asyncio.run(
+                alternate(url, key, body, bare, threads, args.phase_s)
+            )
+            bare_p50 = statistics.median(forwards)
+            bare_p99 = float(np.percentile(forwards, 99))
+            print(
+                f"baseline: bare forward with {threads} torch thread(s) like the replica, "
+                f"in turn with the requests: p50 {bare_p50 * 1000:.1f} ms, p99 {bare_p99 * 1000:.1f} ms"
+            )
             print(
                 f"concurrency 1: p50 {single.pct(50) * 1000:.1f} ms, p99 {single.pct(99) * 1000:.1f} ms; "
                 f"overhead over the bare forward: p50 {(single.pct(50) - bare_p50) * 1000:.1f} ms, "
                 f"p99 {(single.pct(99) - bare_p99) * 1000:.1f} ms ({len(single.latencies)} requests)"
             )
+            print_stages(single)
 
             batched = asyncio.run(closed_loop(url, key, body, 16, args.phase_s))
             url = deploy(settings, **one, batch_max_size=1)
@@ -348,8 +459,11 @@ def main() -> None:
             shutdown()
             url = deploy(settings, **capacity_opts)
             asyncio.run(closed_loop(url, key, body, 4, 2.0))
+            limit = model_capacity(settings.serve.model_copy(update=capacity_opts))
             print(
-                f"capacity search ({args.run_s:.0f} s per rate, 1 replica, batch 4, queue 1):"
+                f"capacity search ({args.run_s:.0f} s per rate, 1 replica, batch "
+                f"{capacity_opts['batch_max_size']}, queue "
+                f"{capacity_opts['max_queued_requests']}, ingress admits {limit}):"
             )
             capacity, _ = find_capacity(url, key, body, 0.6 * batched.rate, args.run_s)
             print(f"capacity: {capacity:.1f} req/s")
@@ -363,6 +477,8 @@ def main() -> None:
                 f"accepted p99 {high.pct(99) * 1000:.0f} ms = {high.pct(99) / low.pct(99):.2f}x the p99 at 0.8x; "
                 f"statuses {dict(high.statuses)}"
             )
+            print_stages(low, 99)
+            print_stages(high, 99)
         finally:
             shutdown(stop_ray=True)
             if ray.is_initialized():

@@ -192,7 +192,12 @@ class ServeSettings(_Section):
         2.0, gt=0, description="Autoscaling target of ongoing requests per replica."
     )
     max_queued_requests: int = Field(
-        32, ge=1, description="Requests queued beyond this get a fast 503."
+        16,
+        ge=1,
+        description="Requests a model deployment queues beyond what its replicas "
+        "hold (batch_max_size each); past that the ingress answers 503 before "
+        "reading the body. About one batch keeps a queued request at most one "
+        "batch behind.",
     )
     request_timeout_s: float = Field(
         30.0, gt=0, description="Requests running longer get a 503/504."
@@ -200,7 +205,10 @@ class ServeSettings(_Section):
     max_upload_mb: float = Field(64.0, gt=0, description="Largest request body.")
     batch_max_size: int = Field(16, ge=1, description="@serve.batch size.")
     batch_wait_timeout_s: float = Field(
-        0.01, ge=0, description="@serve.batch wait to fill a batch."
+        0.002,
+        ge=0,
+        description="@serve.batch wait to fill a batch; every request that finds "
+        "the model idle pays it, so keep it to a few milliseconds.",
     )
     upscale_delay_s: float = Field(
         5.0, ge=0, description="Load must last this long before a replica is added."
@@ -213,6 +221,12 @@ class ServeSettings(_Section):
     )
     look_back_period_s: float = Field(
         30.0, gt=0, description="Window the autoscaler averages load over."
+    )
+    server_timing: bool = Field(
+        False,
+        description="Add a Server-Timing header (milliseconds per stage: body "
+        "read, parse, model call, prepare, batch wait, forward, finish) to "
+        "predict answers; for benchmarks and tuning.",
     )
     api_keys: tuple[Secret, ...] = Field(
         (),

@@ -8,6 +8,11 @@ Deployments of the application ``medray``:
 
 The FastAPI app is built on each ingress replica (``__serve_build_asgi_app__``)
 after the replica has read its API keys from its own node.
+
+Admission: the ingress counts the predict requests it has in flight per model and
+answers 503 ``overloaded`` before reading a body once they reach what the model's
+replicas can hold (`model_capacity`). A refused request then costs no body read
+and no DICOM parse, which would otherwise take the CPU from accepted requests.
 """
 
 from __future__ import annotations
@@ -27,12 +32,12 @@ from ray.serve.exceptions import BackPressureError
 
 from models import ModelCard
 from pipelines import study_key
-from ray_cluster.config import Settings
+from ray_cluster.config import ServeSettings, Settings
 from ray_cluster.errors import ConfigError
 from ray_cluster.log import configure_logging
 from ray_cluster.serve.auth import ApiKeys, KeyCheck, presented_key
 from ray_cluster.serve.jobs import StudyJobs
-from ray_cluster.serve.model import ModelServer
+from ray_cluster.serve.model import Answer, ModelServer
 from ray_cluster.serve.uploads import (
     RequestRejected,
     body_kind,
@@ -41,15 +46,15 @@ from ray_cluster.serve.uploads import (
     split_parts,
 )
 
-import os
-def _trace(**kw: Any) -> None:  # TEMP
-    path = os.environ.get("MEDRAY_TRACE")
-    if path:
-        import json as _j
-        with open(path, "a") as f:
-            f.write(_j.dumps(kw) + "\n")
-
-__all__ = ["APP_NAME", "OPEN_PATHS", "Ingress", "StudyReference", "build_app"]
+__all__ = [
+    "APP_NAME",
+    "OPEN_PATHS",
+    "Ingress",
+    "StudyReference",
+    "build_app",
+    "model_capacity",
+    "model_max_ongoing",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +67,9 @@ READY_TIMEOUT_S = 5.0
 #: model deployment's (``serve.max_queued_requests``). These bound a flood.
 INGRESS_MAX_ONGOING = 256
 INGRESS_MAX_QUEUED = 256
+#: Bodies up to this size are parsed on the event loop: a thread hop costs more
+#: than reading the headers of a few small instances.
+INLINE_PARSE_BYTES = 1024 * 1024
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -82,6 +90,25 @@ class StudyReference(BaseModel):
         description="StudyInstanceUID in the prefix's catalog; unset: every study "
         "under the prefix.",
     )
+
+
+def model_max_ongoing(opts: ServeSettings) -> int:
+    """Requests one model replica takes at once: one batch (at least the target).
+
+    A request beyond that waits in the deployment's queue, so an accepted request
+    has at most the running batch and the queue ahead of it.
+    """
+    return max(opts.batch_max_size, math.ceil(opts.target_ongoing_requests))
+
+
+def model_capacity(opts: ServeSettings) -> int:
+    """Predict requests one model deployment holds at most, running and queued.
+
+    ``max_replicas`` (not the replicas running now) bounds it: while fewer run,
+    the deployment's own queue refuses the excess after the body was read.
+    """
+    replicas = max(opts.max_replicas, opts.min_replicas, 1)
+    return replicas * model_max_ongoing(opts) + opts.max_queued_requests
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
@@ -109,7 +136,6 @@ class _Guard:
             return
         started = time.perf_counter()
         status = [500]
-        _trace(w="guard", start=started)
 
         async def send_status(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -198,6 +224,9 @@ class Ingress:
         self.jobs = jobs
         self.max_body = int(settings.serve.max_upload_mb * 1024 * 1024)
         self.timeout_s = settings.serve.request_timeout_s
+        self.capacity = model_capacity(settings.serve)
+        self.in_flight = dict.fromkeys(models, 0)
+        self.server_timing = settings.serve.server_timing
         logger.info(
             "ingress ready: %d models, %d API keys", len(models), len(self.keys)
         )
@@ -206,7 +235,24 @@ class Ingress:
         api = _build_api(self)
         return _Guard(api, self.keys)
 
-    async def call_model(self, name: str, study_uid: str, objects: list[Any]) -> Any:
+    def admit(self, name: str) -> None:
+        """Count a predict request of a model in, or refuse it when the model is full.
+
+        Raises:
+            RequestRejected: 503 when ``name``'s deployment already holds as many
+                requests as its replicas and queue can (`model_capacity`).
+        """
+        if self.in_flight[name] >= self.capacity:
+            raise RequestRejected(
+                503, "overloaded", f"model {name} is at capacity; retry shortly"
+            )
+        self.in_flight[name] += 1
+
+    def release(self, name: str) -> None:
+        """Count a predict request of a model out (after `admit`)."""
+        self.in_flight[name] -= 1
+
+    async def call_model(self, name: str, study_uid: str, objects: list[Any]) -> Answer:
         """Ask a model deployment for a study's result, bounded in time.
 
         Raises:
@@ -214,7 +260,8 @@ class Ingress:
                 runs past ``serve.request_timeout_s``.
         """
         response = self.models[name].predict.remote(study_uid, objects)
-        return await self._bounded(response, f"model {name}")
+        answer: Answer = await self._bounded(response, f"model {name}")
+        return answer
 
     async def _bounded(self, response: Any, what: str) -> Any:
         try:
@@ -311,26 +358,14 @@ def _build_api(ingress: Ingress) -> FastAPI:
         },
     )
     async def predict(name: str, request: Request) -> JSONResponse:
-        t0 = time.perf_counter()
         if name not in ingress.models:
             raise RequestRejected(404, "unknown_model", _unknown_model(ingress, name))
         kind, boundary = body_kind(request.headers.get("content-type"))
-        body = await read_limited(
-            request.stream(), request.headers.get("content-length"), ingress.max_body
-        )
-        t1 = time.perf_counter()
-        parts = split_parts(body, kind, boundary)
-        del body
-        objects = [(f"part-{i}", data) for i, data in enumerate(parts)]
-        study_uid, kept, _ = await asyncio.to_thread(identify_study, objects)
-        t2 = time.perf_counter()
-        request.state.study_key = study_key(study_uid)
-        result = await ingress.call_model(name, study_uid, kept)
-        t3 = time.perf_counter()
-        r = JSONResponse(result)
-        t4 = time.perf_counter()
-        _trace(w="ingress", entry=t0, read=(t1-t0)*1000, ident=(t2-t1)*1000, call_start=t2, call=(t3-t2)*1000, resp=(t4-t3)*1000)
-        return r
+        ingress.admit(name)
+        try:
+            return await _predict(ingress, name, request, kind, boundary)
+        finally:
+            ingress.release(name)
 
     @api.post(
         "/v1/studies",
@@ -398,6 +433,42 @@ def _build_api(ingress: Ingress) -> FastAPI:
     return api
 
 
+async def _predict(
+    ingress: Ingress, name: str, request: Request, kind: str, boundary: bytes
+) -> JSONResponse:
+    started = time.perf_counter()
+    body = await read_limited(
+        request.stream(), request.headers.get("content-length"), ingress.max_body
+    )
+    read_at = time.perf_counter()
+
+    size = len(body)
+    parts = split_parts(body, kind, boundary)
+    del body
+    objects = [(f"part-{i}", data) for i, data in enumerate(parts)]
+    if size <= INLINE_PARSE_BYTES:
+        study_uid, kept, _ = identify_study(objects)
+    else:
+        study_uid, kept, _ = await asyncio.to_thread(identify_study, objects)
+    request.state.study_key = study_key(study_uid)
+    parsed_at = time.perf_counter()
+
+    answer = await ingress.call_model(name, study_uid, kept)
+    response = JSONResponse(answer.result)
+    if ingress.server_timing:
+        stages = {
+            "read": read_at - started,
+            "parse": parsed_at - read_at,
+            "model_call": time.perf_counter() - parsed_at,
+        }
+        stages_ms = {k: 1000 * v for k, v in stages.items()} | answer.stages_ms
+        stages_ms["ingress"] = 1000 * (time.perf_counter() - started)
+        response.headers["Server-Timing"] = ", ".join(
+            f"{k};dur={v:.2f}" for k, v in stages_ms.items()
+        )
+    return response
+
+
 def _unknown_model(ingress: Ingress, name: str) -> str:
     known = ", ".join(sorted(ingress.models)) or "none"
     return f"model {name!r} is not served here; served: {known} (GET /v1/models)"
@@ -447,9 +518,7 @@ def build_app(
         deployment = serve.deployment(
             name=f"model-{card.name}",
             autoscaling_config=autoscaling,
-            max_ongoing_requests=max(
-                opts.batch_max_size, math.ceil(opts.target_ongoing_requests)
-            ),
+            max_ongoing_requests=model_max_ongoing(opts),
             max_queued_requests=opts.max_queued_requests,
             backpressure_config={"status_code": 503, "retry_after_s": 1},
             ray_actor_options=resources,

@@ -3,9 +3,13 @@
 Each replica loads one model version (weights fetched from the registry on its
 node and checked against the card's sha256) and answers studies with the same
 `prepare_study` / `finish_study` path as the batch job, so both give the same
-result. Images of concurrent requests share forward passes through
-``@serve.batch``: a batch holds at most ``serve.batch_max_size`` images and waits
-at most ``serve.batch_wait_timeout_s`` to fill.
+result. Images of concurrent requests share forward passes (`Batcher`): a batch
+holds at most ``serve.batch_max_size`` images; it is formed when the model is
+free, from the images that came while the previous forward ran, and only a
+model found idle waits ``serve.batch_wait_timeout_s`` for company.
+
+`ModelServer.predict` also says where the time went (`Answer.stages_ms`), for the
+ingress's optional ``Server-Timing`` header.
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from ray import serve
 
 from models import ModelCard, load_model, predict_batch, resolve_device
 from pipelines import DecodeLimits
@@ -35,22 +39,116 @@ from ray_cluster.processing import (
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.storage import ObjectStore
 
-__all__ = ["ModelServer", "images_in"]
-
-def _trace(**kw: Any) -> None:  # TEMP
-    path = os.environ.get("MEDRAY_TRACE")
-    if path:
-        import json as _j
-        with open(path, "a") as f:
-            f.write(_j.dumps(kw) + "\n")
-
+__all__ = ["Answer", "Batcher", "ModelServer", "images_in"]
 
 logger = logging.getLogger(__name__)
+
+#: One forward's slice of probabilities, when the batch started, forward seconds.
+_Forwarded = tuple[np.ndarray, float, float]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The result of a study sent with a request, and where its time went.
+
+    ``stages_ms`` holds ``prepare`` (decode and preprocessing), ``batch_wait``
+    (until its batch started), ``forward`` (the batch's forward pass), ``finish``
+    (the result document) and ``model`` (all of these), in milliseconds. The
+    slowest chunk counts when a study needs several forwards.
+    """
+
+    result: dict[str, Any]
+    stages_ms: dict[str, float] = field(default_factory=dict)
 
 
 def images_in(chunks: Sequence[np.ndarray]) -> int:
     """Return how many images a list of ``(N, C, H, W)`` chunks holds."""
     return sum(len(c) for c in chunks)
+
+
+class Batcher:
+    """Run forwards over the images of concurrent callers, one forward at a time.
+
+    Ray's ``@serve.batch`` forms the next batch as soon as the previous one
+    starts, so under steady load it queues many small batches while requests
+    wait behind all of them. Here the next batch is taken when the model is
+    free: everything that came during the previous forward, up to
+    ``max_images``. A model found idle waits ``wait_s`` to gather more.
+
+    Args:
+        forward: Probabilities ``(N, K)`` of a stack of inputs ``(N, C, H, W)``.
+        max_images: Most images in one forward; each submitted chunk holds at
+            most this many.
+        wait_s: Wait of a batch that starts on an idle model.
+    """
+
+    def __init__(
+        self,
+        forward: Callable[[np.ndarray], Awaitable[np.ndarray]],
+        max_images: int,
+        wait_s: float,
+    ) -> None:
+        self.forward = forward
+        self.max_images = max_images
+        self.wait_s = wait_s
+        self.images_done = 0
+        self.batches_done = 0
+        self._pending: list[tuple[np.ndarray, asyncio.Future[_Forwarded]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def submit(self, chunk: np.ndarray) -> _Forwarded:
+        """Return the chunk's probabilities, when its batch started and its seconds."""
+        if len(chunk) > self.max_images:
+            raise ValueError(f"a chunk of {len(chunk)} images exceeds the batch size")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Forwarded] = loop.create_future()
+        self._pending.append((chunk, future))
+        if self._runner is None or self._runner.done():
+            self._runner = loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        if images_in([c for c, _ in self._pending]) < self.max_images:
+            await asyncio.sleep(self.wait_s)
+        while self._pending:
+            await self._run_one(self._take())
+
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future[_Forwarded]]]:
+        taken: list[tuple[np.ndarray, asyncio.Future[_Forwarded]]] = []
+        size = 0
+        while self._pending:
+            chunk, future = self._pending[0]
+            if taken and size + len(chunk) > self.max_images:
+                break
+            self._pending.pop(0)
+            if not future.done():  # a cancelled caller
+                taken.append((chunk, future))
+                size += len(chunk)
+        return taken
+
+    async def _run_one(
+        self, batch: list[tuple[np.ndarray, asyncio.Future[_Forwarded]]]
+    ) -> None:
+        if not batch:
+            return
+        chunks = [c for c, _ in batch]
+        started = time.perf_counter()
+        try:
+            stacked = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+            probs = await self.forward(stacked)
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        seconds = time.perf_counter() - started
+        self.images_done += len(stacked)
+        self.batches_done += 1
+        start = 0
+        for chunk, future in batch:
+            if not future.done():
+                future.set_result((probs[start : start + len(chunk)], started, seconds))
+            start += len(chunk)
 
 
 class ModelServer:
@@ -78,11 +176,9 @@ class ModelServer:
             max_decoded_bytes=settings.preprocessing.max_decoded_mb * 1024 * 1024
         )
         self.max_batch = settings.serve.batch_max_size
-        batcher: Any = self._forward
-        batcher.set_max_batch_size(self.max_batch)
-        batcher.set_batch_wait_timeout_s(settings.serve.batch_wait_timeout_s)
-        self.images_done = 0
-        self.batches_done = 0
+        self.batcher = Batcher(
+            self._forward, self.max_batch, settings.serve.batch_wait_timeout_s
+        )
         logger.info(
             "model %s %s loaded on %s", self.card.name, self.card.version, self.device
         )
@@ -96,75 +192,70 @@ class ModelServer:
                 "sha256": self.card.sha256,
             },
             "device": str(self.device),
-            "images": self.images_done,
-            "batches": self.batches_done,
+            "torch_threads": torch.get_num_threads(),
+            "images": self.batcher.images_done,
+            "batches": self.batcher.batches_done,
         }
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01, batch_size_fn=images_in)
-    async def _forward(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
-        t0 = time.perf_counter()
-        stacked = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-        t1 = time.perf_counter()
-        probs = await asyncio.to_thread(
+    async def _forward(self, stacked: np.ndarray) -> np.ndarray:
+        return await asyncio.to_thread(
             predict_batch, self.model, stacked, self.device, batch_size=len(stacked)
         )
-        t2 = time.perf_counter()
-        _trace(w="batch", start=t0, fwd=(t2-t1)*1000, n=len(stacked), threads=torch.get_num_threads())
-        self.images_done += len(stacked)
-        self.batches_done += 1
-        out, start = [], 0
-        for chunk in chunks:
-            out.append(probs[start : start + len(chunk)])
-            start += len(chunk)
-        return out
 
-    async def _infer_series(self, inputs: np.ndarray | None) -> np.ndarray | None:
+    async def _infer_series(
+        self, inputs: np.ndarray | None, stages: dict[str, float]
+    ) -> np.ndarray | None:
         if inputs is None or len(inputs) == 0:
             return None
         step = self.max_batch
         chunks = [inputs[i : i + step] for i in range(0, len(inputs), step)]
-        parts = await asyncio.gather(*(self._forward(c) for c in chunks))
-        return np.concatenate(parts)
+        called = time.perf_counter()
+        parts = await asyncio.gather(*(self.batcher.submit(c) for c in chunks))
+        for _, started, seconds in parts:
+            wait_ms = 1000 * (started - called)
+            stages["batch_wait"] = max(stages.get("batch_wait", 0.0), wait_ms)
+            stages["forward"] = max(stages.get("forward", 0.0), 1000 * seconds)
+        return np.concatenate([p for p, _, _ in parts])
 
     async def _answer(
         self, study_uid: str, objects: Sequence[tuple[str, bytes]]
-    ) -> tuple[PreparedStudy, dict[str, Any]]:
-        t0 = time.perf_counter()
+    ) -> tuple[PreparedStudy, Answer]:
+        stages: dict[str, float] = {}
+        started = time.perf_counter()
         prepared = await asyncio.to_thread(
             prepare_study, study_uid, objects, self.card, self.limits
         )
-        t1 = time.perf_counter()
+        prepared_at = time.perf_counter()
         probs = await asyncio.gather(
-            *(self._infer_series(s.inputs) for s in prepared.series)
+            *(self._infer_series(s.inputs, stages) for s in prepared.series)
         )
-        t2 = time.perf_counter()
-        r = finish_study(prepared, list(probs), self.card)
-        t3 = time.perf_counter()
-        _trace(w="model", entry=t0, prep=(t1-t0)*1000, infer_call=t1, infer=(t2-t1)*1000, finish=(t3-t2)*1000)
-        return prepared, r
+        inferred_at = time.perf_counter()
+        result = finish_study(prepared, list(probs), self.card)
+        done = time.perf_counter()
+        stages["prepare"] = 1000 * (prepared_at - started)
+        stages["finish"] = 1000 * (done - inferred_at)
+        stages["model"] = 1000 * (done - started)
+        return prepared, Answer(result, stages)
 
-    async def predict(
-        self, study_uid: str, objects: list[tuple[str, bytes]]
-    ) -> dict[str, Any]:
-        """Return the result of a study sent with the request.
+    async def predict(self, study_uid: str, objects: list[tuple[str, bytes]]) -> Answer:
+        """Answer a study sent with the request.
 
         Args:
             study_uid: StudyInstanceUID of the objects.
             objects: ``(name, bytes)`` of each instance with pixel data.
 
         Returns:
-            The result, as `finish_study` builds it.
+            The result, as `finish_study` builds it, and the time of each stage.
         """
-        started = time.perf_counter()
-        prepared, result = await self._answer(study_uid, objects)
+        prepared, answer = await self._answer(study_uid, objects)
         logger.info(
             "study %s: %d series, %d images, %.0f ms",
             prepared.study_key,
             len(prepared.series),
             prepared.input_count(),
-            1000 * (time.perf_counter() - started),
+            answer.stages_ms["model"],
         )
-        return result
+        return answer
 
     async def predict_stored(
         self, bucket: str, study_uid: str, keys: list[str], job_id: str
@@ -184,7 +275,8 @@ class ModelServer:
             The result.
         """
         objects = await asyncio.to_thread(self._fetch, bucket, keys)
-        prepared, result = await self._answer(study_uid, objects)
+        prepared, answer = await self._answer(study_uid, objects)
+        result = answer.result
         del objects
         key = result_key(
             self.settings.inference.results_prefix, self.card, prepared.study_key

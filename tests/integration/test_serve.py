@@ -103,6 +103,7 @@ def service(
             "max_upload_mb": MAX_UPLOAD_MB,
             "min_replicas": 1,
             "max_replicas": 1,
+            "server_timing": True,
         }
     )
     settings = s3_server.settings.model_copy(update={"serve": serve_settings})
@@ -145,6 +146,23 @@ def test_predict_gives_the_batch_result(
         result = medray.predict(paths, model="tiny")
     same_outputs(result, service.batch.results[uid_of(paths[0])])
     assert result["model"]["sha256"]
+
+
+def test_predict_says_where_its_time_went(service: Service, shared_data: Path) -> None:
+    body = files_of(shared_data / "dicom" / RADIOGRAPH)[0].read_bytes()
+    headers = {"X-API-Key": API_KEY, "Content-Type": "application/dicom"}
+    with httpx.Client(base_url=service.url, trust_env=False, timeout=60) as http:
+        response = http.post("/v1/models/tiny/predict", content=body, headers=headers)
+    assert response.status_code == 200
+    stages = {}
+    for item in response.headers["server-timing"].split(","):
+        name, _, duration = item.strip().partition(";dur=")
+        stages[name] = float(duration)
+    expected = {"read", "parse", "model_call", "prepare", "batch_wait", "forward"}
+    assert expected | {"finish", "model", "ingress"} == set(stages)
+    assert all(v >= 0 for v in stages.values())
+    assert stages["ingress"] >= stages["model_call"] >= stages["model"]
+    assert stages["model"] >= stages["forward"]
 
 
 def test_study_reference_job_gives_the_batch_result(

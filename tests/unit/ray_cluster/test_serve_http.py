@@ -179,3 +179,58 @@ def test_slow_model_answers_503_after_the_timeout() -> None:
     assert info.value.status == 503
     assert info.value.code == "timeout"
     assert response.cancelled
+
+
+def test_model_capacity_is_one_batch_per_replica_and_the_queue() -> None:
+    from ray_cluster.serve.app import model_capacity, model_max_ongoing
+
+    opts = ServeSettings(batch_max_size=8, max_replicas=2, max_queued_requests=4)
+    assert model_max_ongoing(opts) == 8
+    assert model_capacity(opts) == 2 * 8 + 4
+    wide = ServeSettings(batch_max_size=1, target_ongoing_requests=2.5, max_replicas=1)
+    assert model_max_ongoing(wide) == 3
+
+
+def test_ingress_admits_predicts_up_to_the_model_capacity() -> None:
+    from ray_cluster.serve.app import Ingress
+
+    ingress = Ingress.__new__(Ingress)
+    ingress.capacity = 2
+    ingress.in_flight = {"tiny": 0}
+    ingress.admit("tiny")
+    ingress.admit("tiny")
+    with pytest.raises(RequestRejected) as info:
+        ingress.admit("tiny")
+    assert (info.value.status, info.value.code) == (503, "overloaded")
+    assert ingress.in_flight == {"tiny": 2}
+    ingress.release("tiny")
+    ingress.admit("tiny")
+    assert ingress.in_flight == {"tiny": 2}
+
+
+def test_batcher_takes_what_came_during_the_previous_forward() -> None:
+    import numpy as np
+
+    from ray_cluster.serve.model import Batcher
+
+    sizes: list[int] = []
+
+    async def forward(stacked: np.ndarray) -> np.ndarray:
+        sizes.append(len(stacked))
+        await asyncio.sleep(0.05)
+        return stacked[:, :1, 0, 0] * 2
+
+    async def scenario() -> list[float]:
+        batcher = Batcher(forward, max_images=4, wait_s=0.001)
+        first = asyncio.ensure_future(batcher.submit(np.ones((1, 1, 2, 2))))
+        await asyncio.sleep(0.02)  # the first forward runs; six chunks arrive
+        rest = [
+            asyncio.ensure_future(batcher.submit(np.full((1, 1, 2, 2), i)))
+            for i in range(6)
+        ]
+        done = await asyncio.gather(first, *rest)
+        return [float(probs[0, 0]) for probs, _, _ in done]
+
+    values = asyncio.run(scenario())
+    assert sizes == [1, 4, 2]
+    assert values == [2.0] + [2.0 * i for i in range(6)]
