@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -71,6 +72,29 @@ def bucket(s3_server: S3Server) -> Iterator[str]:
     store.ensure_bucket(name)
     yield name
     store.delete_prefix(name, "")
+
+
+_OUR_LOGGERS = ("ray_cluster", "pipelines", "models", "py.warnings")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo handlers that a CLI test's `configure_logging` attached."""
+    saved = {
+        name: (
+            list(logging.getLogger(name).handlers),
+            logging.getLogger(name).level,
+            logging.getLogger(name).propagate,
+        )
+        for name in _OUR_LOGGERS
+    }
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+    logging.captureWarnings(False)
 
 
 @pytest.fixture(autouse=True)

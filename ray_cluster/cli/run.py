@@ -27,7 +27,7 @@ from ray_cluster.cli._common import (
 from ray_cluster.errors import ObjectNotFoundError
 from ray_cluster.job import JobProgress, JobSummary, run_job
 from ray_cluster.registry import ModelRegistry
-from ray_cluster.storage import ObjectStore
+from ray_cluster.storage import ObjectStore, S3Url
 
 __all__ = ["print_summary", "run"]
 
@@ -96,6 +96,7 @@ def run(
     if not name:
         click.echo("medray run: give --model NAME (see `medray models list`)", err=True)
         sys.exit(EXIT_USAGE)
+    S3Url.parse(url)  # a malformed URL is a usage error: exit 2 before any I/O
     try:
         store = ObjectStore.from_settings(settings.storage)
         ModelRegistry(store, settings).get_card(name, model_version)
