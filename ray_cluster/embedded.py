@@ -459,7 +459,20 @@ class EmbeddedStore:
             done, _ = os.waitpid(pid, os.WNOHANG)
             if done == pid:
                 return True
-        return not _is_weed(pid)
+        if _is_weed(pid):
+            return False
+        # An exiting process loses its command line before it becomes a zombie:
+        # when it is our child, wait for that and reap it, so none is left.
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return True  # not our child: its parent reaps it
+            if done == pid:
+                return True
+            time.sleep(0.02)
+        return True
 
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Stop the store: SIGTERM, then SIGKILL after ``timeout_s``.
