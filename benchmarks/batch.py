@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from _store import start_private_store
 
 from models import (
     ModelCard,
@@ -30,9 +31,7 @@ from models import (
 )
 from ray_cluster._internal.ray_runtime import connect_ray
 from ray_cluster.catalog import ensure_catalog
-from ray_cluster.config import load_settings
 from ray_cluster.demo import build_demo_folder
-from ray_cluster.embedded import EmbeddedStore
 from ray_cluster.ingest import ingest_folder
 from ray_cluster.job import run_job
 from ray_cluster.processing import finish_study, predict_study_images, prepare_study
@@ -73,24 +72,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        store_proc = EmbeddedStore(root / "s3", port=0)
-        info = store_proc.start()
+        store_proc, settings = start_private_store(root)
         try:
-            os.environ["MEDRAY_STORAGE__ACCESS_KEY"] = (
-                info.access_key.get_secret_value()
-            )
-            os.environ["MEDRAY_STORAGE__SECRET_KEY"] = (
-                info.secret_key.get_secret_value()
-            )
-            settings = load_settings(
-                overrides={
-                    "storage": {
-                        "endpoint": info.endpoint,
-                        "data_dir": str(root / "s3"),
-                    },
-                    "inference": {"cache_dir": str(root / "cache")},
-                }
-            )
             store = ObjectStore.from_settings(settings.storage)
             data = args.data or build_demo_folder(root / "demo")
             url = S3Url.parse("s3://bench/studies/")

@@ -39,6 +39,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
+from _store import start_private_store
 
 from models import (
     ModelCard,
@@ -48,8 +49,7 @@ from models import (
 )
 from pipelines import parse_header
 from ray_cluster._internal.ray_runtime import loopback_node
-from ray_cluster.config import Settings, load_settings
-from ray_cluster.embedded import EmbeddedStore
+from ray_cluster.config import Settings
 from ray_cluster.processing import prepare_study
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.serve.app import model_capacity
@@ -362,31 +362,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        store_proc = EmbeddedStore(root / "s3", port=0)
-        info = store_proc.start()
+        store_proc, settings = start_private_store(
+            root,
+            {
+                "cluster": {"num_cpus": os.cpu_count() or 2},
+                "serve": {
+                    "port": free_port(),
+                    "request_timeout_s": 10.0,
+                    "server_timing": True,
+                },
+            },
+        )
         try:
-            os.environ["MEDRAY_STORAGE__ACCESS_KEY"] = (
-                info.access_key.get_secret_value()
-            )
-            os.environ["MEDRAY_STORAGE__SECRET_KEY"] = (
-                info.secret_key.get_secret_value()
-            )
             os.environ["MEDRAY_SERVE__API_KEYS"] = key
-            settings = load_settings(
-                overrides={
-                    "storage": {
-                        "endpoint": info.endpoint,
-                        "data_dir": str(root / "s3"),
-                    },
-                    "inference": {"cache_dir": str(root / "cache")},
-                    "cluster": {"num_cpus": os.cpu_count() or 2},
-                    "serve": {
-                        "port": free_port(),
-                        "request_timeout_s": 10.0,
-                        "server_timing": True,
-                    },
-                }
-            )
             with loopback_node():  # a new local Ray, even if another one runs here
                 ray.init(
                     address="local",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +84,17 @@ def run(
     )
 
 
+def _study_keys(catalog: Catalog, study_uid: str) -> list[str]:
+    found = catalog.studies()
+    if study_uid not in found:
+        raise CatalogError(
+            f"study {study_key(study_uid)} is not under {catalog.url}; "
+            "check the UID or run `medray catalog` on the right prefix",
+            key=study_key(study_uid),
+        )
+    return [h.key for h in found[study_uid]]
+
+
 def iter_study_objects(
     url: str, study_uid: str, settings: Settings | None = None
 ) -> list[tuple[str, bytes]]:
@@ -92,17 +102,8 @@ def iter_study_objects(
     settings = _settings(settings)
     target = S3Url.parse(url)
     store = connect_store(settings)
-    found = ensure_catalog(store, settings, target).studies()
-    if study_uid not in found:
-        raise CatalogError(
-            f"study {study_key(study_uid)} is not under {target}; "
-            "check the UID or run `medray catalog` on the right prefix",
-            key=study_key(study_uid),
-        )
-    keys = [h.key for h in found[study_uid]]
-    with ThreadPoolExecutor(settings.storage.threads) as pool:
-        data = list(pool.map(lambda k: store.get(target.bucket, k), keys))
-    return list(zip(keys, data, strict=True))
+    keys = _study_keys(ensure_catalog(store, settings, target), study_uid)
+    return store.get_many(target.bucket, keys)
 
 
 def open_study(
@@ -172,13 +173,14 @@ def inspect_source(
     if source.startswith("s3://"):
         settings = _settings(settings)
         target = S3Url.parse(source)
-        cat = ensure_catalog(connect_store(settings), settings, target)
-        for uid in sorted(cat.studies(), key=study_key):
-            records.extend(
-                _study_records(
-                    uid, assemble_study(iter_study_objects(source, uid, settings))
-                )
-            )
+        store = connect_store(settings)
+        cat = ensure_catalog(store, settings, target)
+        for uid, headers_of_study in sorted(
+            cat.studies().items(), key=lambda item: study_key(item[0])
+        ):
+            keys = [h.key for h in headers_of_study]
+            objects = store.get_many(target.bucket, keys)
+            records.extend(_study_records(uid, assemble_study(objects)))
         headers = cat.rejected() + cat.skipped()
     else:
         found = read_local_studies(Path(source))
@@ -213,9 +215,7 @@ def load_results(
     card = ModelRegistry(store, settings).get_card(model, model_version)
     prefix = model_results_prefix(settings.inference.results_prefix, card)
     keys = [i.key for i in store.list(target.bucket, prefix) if i.key.endswith(".json")]
-    with ThreadPoolExecutor(settings.storage.threads) as pool:
-        blobs = list(pool.map(lambda k: store.get(target.bucket, k), keys))
-    return [json.loads(b) for b in blobs]
+    return [json.loads(blob) for _, blob in store.get_many(target.bucket, keys)]
 
 
 def study_inputs(images: StudyImages, spec: dict[str, Any]) -> list[np.ndarray]:

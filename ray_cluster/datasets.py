@@ -13,7 +13,6 @@ import torch
 from torch.utils.data import Dataset
 
 from pipelines import build_input, study_key
-from ray_cluster.api import iter_study_objects
 from ray_cluster.catalog import ensure_catalog
 from ray_cluster.config import Settings, load_settings
 from ray_cluster.storage import ObjectStore, S3Url
@@ -41,9 +40,11 @@ class StudyDataset(Dataset[dict[str, Any]]):
         self.url = url
         self.spec = dict(input_spec)
         self.settings = settings or load_settings()
-        store = ObjectStore.from_settings(self.settings.storage)
-        catalog = ensure_catalog(store, self.settings, S3Url.parse(url))
-        self.study_uids = sorted(catalog.studies(), key=study_key)
+        self._target = S3Url.parse(url)
+        self._store = ObjectStore.from_settings(self.settings.storage)
+        studies = ensure_catalog(self._store, self.settings, self._target).studies()
+        self.study_uids = sorted(studies, key=study_key)
+        self._keys = {uid: [h.key for h in studies[uid]] for uid in self.study_uids}
 
     def __len__(self) -> int:
         return len(self.study_uids)
@@ -52,7 +53,8 @@ class StudyDataset(Dataset[dict[str, Any]]):
         from pipelines import assemble_study
 
         uid = self.study_uids[index]
-        images = assemble_study(iter_study_objects(self.url, uid, self.settings))
+        objects = self._store.get_many(self._target.bucket, self._keys[uid])
+        images = assemble_study(objects)
         series = [
             {
                 "series_uid": s.series_uid,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import secrets
 import time
 from collections import deque
@@ -116,8 +117,6 @@ def _export_node_credentials(settings: Settings) -> Settings:
     Workers of a local Ray inherit the environment of the node, so this is how
     credentials reach actors on this node; they never travel as arguments.
     """
-    import os
-
     access, secret = resolve_credentials(settings.storage)
     os.environ.setdefault("MEDRAY_STORAGE__ACCESS_KEY", access.get_secret_value())
     os.environ.setdefault("MEDRAY_STORAGE__SECRET_KEY", secret.get_secret_value())
@@ -344,11 +343,7 @@ def run_job(
         if limit is not None:
             todo = todo[:limit]
         summary.studies_total = len(studies)
-        summary.studies_already_done = (
-            len(studies) - len(todo)
-            if limit is None
-            else len(done & {study_key(u) for u in studies})
-        )
+        summary.studies_already_done = len(done & {study_key(u) for u in studies})
         summary.objects_total = len(catalog.headers)
         summary.objects_skipped = len(catalog.skipped())
         skipped = [

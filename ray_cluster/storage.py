@@ -14,7 +14,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -529,6 +529,13 @@ class ObjectStore:
         return len(keys)
 
     # -- parallel helper -----------------------------------------------------------
+
+    def get_many(
+        self, bucket: str, keys: Sequence[str], threads: int | None = None
+    ) -> builtins.list[tuple[str, bytes]]:
+        """Fetch objects in parallel; return ``(key, bytes)`` in ``keys`` order."""
+        blobs = self.map_threads(lambda key: self.get(bucket, key), keys, threads)
+        return builtins.list(zip(keys, blobs, strict=True))
 
     def map_threads(
         self, fn: Callable[[T], R], items: Iterable[T], threads: int | None = None

@@ -9,7 +9,6 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -61,7 +60,6 @@ class PreprocessWorker:
         self.bucket = bucket
         self.store = ObjectStore.from_settings(settings.storage)
         self._inference = itertools.cycle(list(inference))
-        self._fetch_pool = ThreadPoolExecutor(settings.storage.threads)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.limits = DecodeLimits(
             max_decoded_bytes=settings.preprocessing.max_decoded_mb * 1024 * 1024
@@ -70,12 +68,6 @@ class PreprocessWorker:
     def ready(self) -> str:
         """Return this worker's name once constructed."""
         return self.worker
-
-    def _fetch(self, keys: Sequence[str]) -> list[tuple[str, bytes]]:
-        data = list(
-            self._fetch_pool.map(lambda k: self.store.get(self.bucket, k), keys)
-        )
-        return list(zip(keys, data, strict=True))
 
     async def _infer(
         self, inputs: list[np.ndarray | None], handle: Any
@@ -121,7 +113,7 @@ class PreprocessWorker:
     ) -> dict[str, Any]:
         timings: dict[str, float] = {}
         clock = time.perf_counter()
-        objects = await asyncio.to_thread(self._fetch, keys)
+        objects = await asyncio.to_thread(self.store.get_many, self.bucket, keys)
         timings["fetch_s"] = time.perf_counter() - clock
 
         clock = time.perf_counter()

@@ -274,7 +274,7 @@ class ModelServer:
         Returns:
             The result.
         """
-        objects = await asyncio.to_thread(self._fetch, bucket, keys)
+        objects = await asyncio.to_thread(self.store.get_many, bucket, keys)
         prepared, answer = await self._answer(study_uid, objects)
         result = answer.result
         del objects
@@ -287,6 +287,3 @@ class ModelServer:
         with log_context(job_id=job_id, study_key=prepared.study_key):
             logger.info("study written to %s", key)
         return result
-
-    def _fetch(self, bucket: str, keys: Sequence[str]) -> list[tuple[str, bytes]]:
-        return [(key, self.store.get(bucket, key)) for key in keys]
