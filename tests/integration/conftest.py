@@ -26,6 +26,8 @@ def ray_local(s3_server: Any) -> Iterator[None]:
     os.environ["MEDRAY_STORAGE__ACCESS_KEY"] = s3_server.access_key
     os.environ["MEDRAY_STORAGE__SECRET_KEY"] = s3_server.secret_key
     os.environ["MEDRAY_TORCH_THREADS"] = "1"
+    if ray.is_initialized():  # a test that started its own Ray left it up
+        ray.shutdown()
     with loopback_node():
         ray.init(
             num_cpus=2,
