@@ -35,6 +35,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -59,6 +60,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dicom"
 STUDY = DATA / "xr_dx_chest_highdicom"
 MAX_REQUESTS_PER_PHASE = 20000
 P99_LIMIT_S = 1.0
+PHASES = ("latency", "batching", "autoscaling", "overload")
 #: Stages of a predict request, in the order they happen (``ingress`` and
 #: ``model`` span the ones inside them; ``model_call`` includes the model's).
 STAGE_ORDER = (
@@ -346,19 +348,158 @@ def find_capacity(
     return best, best_run
 
 
+def latency_phase(
+    settings: Settings,
+    one: dict[str, int],
+    key: str,
+    body: bytes,
+    bare: BareForward,
+    phase_s: float,
+) -> None:
+    """Concurrency 1 against the bare forward, and the median of each stage."""
+    url = deploy(settings, **one, batch_max_size=16)
+    threads = replica_threads()
+    own = torch.get_num_threads()
+    alone = bare.alone(own)
+    print(
+        f"bare forward alone (1 image, 224x224, {own} threads, this process's "
+        f"default): p50 {statistics.median(alone) * 1000:.1f} ms (not the baseline)"
+    )
+    asyncio.run(closed_loop(url, key, body, 1, 3.0))  # warm up
+    single, forwards = asyncio.run(alternate(url, key, body, bare, threads, phase_s))
+    bare_p50 = statistics.median(forwards)
+    bare_p99 = float(np.percentile(forwards, 99))
+    print(
+        f"baseline: bare forward with {threads} torch thread(s) like the replica, "
+        f"in turn with the requests: p50 {bare_p50 * 1000:.1f} ms, p99 {bare_p99 * 1000:.1f} ms"
+    )
+    print(
+        f"concurrency 1: p50 {single.pct(50) * 1000:.1f} ms, p99 {single.pct(99) * 1000:.1f} ms; "
+        f"overhead over the bare forward: p50 {(single.pct(50) - bare_p50) * 1000:.1f} ms, "
+        f"p99 {(single.pct(99) - bare_p99) * 1000:.1f} ms ({len(single.latencies)} requests)"
+    )
+    print_stages(single)
+
+
+def batching_phase(
+    settings: Settings, one: dict[str, int], key: str, body: bytes, phase_s: float
+) -> float:
+    """Throughput at concurrency 16, batched against unbatched; the batched rate."""
+    url = deploy(settings, **one, batch_max_size=16)
+    asyncio.run(closed_loop(url, key, body, 4, 2.0))  # warm up
+    batched = asyncio.run(closed_loop(url, key, body, 16, phase_s))
+    url = deploy(settings, **one, batch_max_size=1)
+    asyncio.run(closed_loop(url, key, body, 4, 2.0))
+    unbatched = asyncio.run(closed_loop(url, key, body, 16, phase_s))
+    print(
+        f"concurrency 16: batched {batched.rate:.1f} req/s (p99 {batched.pct(99) * 1000:.0f} ms), "
+        f"unbatched {unbatched.rate:.1f} req/s (p99 {unbatched.pct(99) * 1000:.0f} ms): "
+        f"x{batched.rate / max(unbatched.rate, 1e-9):.2f}"
+    )
+    return batched.rate
+
+
+def autoscaling_phase(settings: Settings, key: str, body: bytes) -> None:
+    """Seconds of load (16 clients) until a second model replica runs."""
+    url = deploy(
+        settings,
+        min_replicas=1,
+        max_replicas=2,
+        batch_max_size=16,
+        max_queued_requests=64,
+        metrics_interval_s=1.0,
+        look_back_period_s=2.0,
+        upscale_delay_s=1.0,
+        downscale_delay_s=600.0,
+    )
+    wait_replicas(1, 60)
+    seconds = asyncio.run(time_to_second_replica(url, key, body, 60.0))
+    print(f"second replica running after {seconds:.1f} s of load (16 clients)")
+
+
+def overload_phase(
+    settings: Settings,
+    key: str,
+    body: bytes,
+    batched_rate: float,
+    run_s: float,
+    admission_wait_s: float | None,
+) -> None:
+    """Capacity search, then 0.8x and 3x capacity."""
+    from ray_cluster.serve import shutdown
+
+    capacity_opts: dict[str, Any] = {
+        "min_replicas": 1,
+        "max_replicas": 1,
+        "batch_max_size": 8,
+        "max_queued_requests": 4,
+        "admission_wait_s": admission_wait_s,
+    }
+    shutdown()
+    url = deploy(settings, **capacity_opts)
+    warm = asyncio.run(closed_loop(url, key, body, 8, 5.0))
+    limit = model_capacity(settings.serve.model_copy(update=capacity_opts))
+    print(
+        f"capacity search ({run_s:.0f} s per rate, 1 replica, batch "
+        f"{capacity_opts['batch_max_size']}, queue "
+        f"{capacity_opts['max_queued_requests']}, ingress admits at most {limit}, "
+        f"admission_wait_s {admission_wait_s}):"
+    )
+    start = 0.6 * (batched_rate or warm.rate)
+    capacity, _ = find_capacity(url, key, body, start, run_s)
+    print(f"capacity: {capacity:.1f} req/s")
+    low = asyncio.run(open_loop(url, key, body, 0.8 * capacity, run_s))
+    high = asyncio.run(open_loop(url, key, body, 3.0 * capacity, run_s))
+    print(
+        f"0.8x capacity ({0.8 * capacity:.1f} req/s): p99 {low.pct(99) * 1000:.0f} ms, "
+        f"503s {low.statuses[503] / max(1, sum(low.statuses.values())):.1%}"
+    )
+    print(
+        f"3x capacity ({3 * capacity:.1f} req/s): "
+        f"503s {high.statuses[503] / max(1, sum(high.statuses.values())):.1%}, "
+        f"accepted p99 {high.pct(99) * 1000:.0f} ms = {high.pct(99) / low.pct(99):.2f}x "
+        f"the p99 at 0.8x; statuses {dict(high.statuses)}"
+    )
+    print_stages(low, 99)
+    print_stages(high, 99)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-s", type=float, default=30.0, help="Seconds per rate.")
     parser.add_argument(
         "--phase-s", type=float, default=15.0, help="Seconds per throughput run."
     )
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"Comma-separated subset of {', '.join(PHASES)}.",
+    )
+    parser.add_argument(
+        "--ingress",
+        choices=("direct", "proxy"),
+        default="direct",
+        help="direct: the ingress replica answers HTTP (serve.direct_ingress, the "
+        "default of a local `medray serve`); proxy: through Ray's HTTP proxy, "
+        "as on a cluster without direct ingress.",
+    )
+    parser.add_argument(
+        "--admission-wait-s",
+        type=float,
+        default=0.25,
+        help="serve.admission_wait_s of the overload phase (0: unset).",
+    )
     args = parser.parse_args()
+    args.admission_wait_s = args.admission_wait_s or None
+    phases = {p.strip() for p in args.phases.split(",") if p.strip()}
+    if not phases <= set(PHASES):
+        parser.error(f"--phases takes {', '.join(PHASES)}")
     body = next(p for p in sorted(STUDY.iterdir()) if p.is_file()).read_bytes()
     key = secrets.token_urlsafe(24)
 
     import ray
 
-    from ray_cluster.serve import shutdown
+    from ray_cluster.serve import direct_ingress_env, shutdown
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -373,6 +514,9 @@ def main() -> None:
                 },
             },
         )
+        print(f"ingress: {args.ingress}")
+        if args.ingress == "direct":
+            os.environ.update(direct_ingress_env(settings.serve.port, free_port()))
         try:
             os.environ["MEDRAY_SERVE__API_KEYS"] = key
             with loopback_node():  # a new local Ray, even if another one runs here
@@ -388,85 +532,17 @@ def main() -> None:
             bare = BareForward(card, weights, body)
 
             one = {"min_replicas": 1, "max_replicas": 1, "max_queued_requests": 64}
-            url = deploy(settings, **one, batch_max_size=16)
-            threads = replica_threads()
-            own = torch.get_num_threads()
-            alone = bare.alone(own)
-            print(
-                f"bare forward alone (1 image, 224x224, {own} threads, this process's "
-                f"default): p50 {statistics.median(alone) * 1000:.1f} ms (not the baseline)"
-            )
-            asyncio.run(closed_loop(url, key, body, 1, 3.0))  # warm up
-            single, forwards = asyncio.run(
-                alternate(url, key, body, bare, threads, args.phase_s)
-            )
-            bare_p50 = statistics.median(forwards)
-            bare_p99 = float(np.percentile(forwards, 99))
-            print(
-                f"baseline: bare forward with {threads} torch thread(s) like the replica, "
-                f"in turn with the requests: p50 {bare_p50 * 1000:.1f} ms, p99 {bare_p99 * 1000:.1f} ms"
-            )
-            print(
-                f"concurrency 1: p50 {single.pct(50) * 1000:.1f} ms, p99 {single.pct(99) * 1000:.1f} ms; "
-                f"overhead over the bare forward: p50 {(single.pct(50) - bare_p50) * 1000:.1f} ms, "
-                f"p99 {(single.pct(99) - bare_p99) * 1000:.1f} ms ({len(single.latencies)} requests)"
-            )
-            print_stages(single)
-
-            batched = asyncio.run(closed_loop(url, key, body, 16, args.phase_s))
-            url = deploy(settings, **one, batch_max_size=1)
-            asyncio.run(closed_loop(url, key, body, 4, 2.0))
-            unbatched = asyncio.run(closed_loop(url, key, body, 16, args.phase_s))
-            print(
-                f"concurrency 16: batched {batched.rate:.1f} req/s (p99 {batched.pct(99) * 1000:.0f} ms), "
-                f"unbatched {unbatched.rate:.1f} req/s (p99 {unbatched.pct(99) * 1000:.0f} ms): "
-                f"x{batched.rate / max(unbatched.rate, 1e-9):.2f}"
-            )
-
-            url = deploy(
-                settings,
-                min_replicas=1,
-                max_replicas=2,
-                batch_max_size=16,
-                max_queued_requests=64,
-                metrics_interval_s=1.0,
-                look_back_period_s=2.0,
-                upscale_delay_s=1.0,
-                downscale_delay_s=600.0,
-            )
-            wait_replicas(1, 60)
-            seconds = asyncio.run(time_to_second_replica(url, key, body, 60.0))
-            print(f"second replica running after {seconds:.1f} s of load (16 clients)")
-
-            capacity_opts = {
-                "min_replicas": 1,
-                "max_replicas": 1,
-                "batch_max_size": 8,
-                "max_queued_requests": 4,
-            }
-            shutdown()
-            url = deploy(settings, **capacity_opts)
-            asyncio.run(closed_loop(url, key, body, 4, 2.0))
-            limit = model_capacity(settings.serve.model_copy(update=capacity_opts))
-            print(
-                f"capacity search ({args.run_s:.0f} s per rate, 1 replica, batch "
-                f"{capacity_opts['batch_max_size']}, queue "
-                f"{capacity_opts['max_queued_requests']}, ingress admits {limit}):"
-            )
-            capacity, _ = find_capacity(url, key, body, 0.6 * batched.rate, args.run_s)
-            print(f"capacity: {capacity:.1f} req/s")
-            low = asyncio.run(open_loop(url, key, body, 0.8 * capacity, args.run_s))
-            high = asyncio.run(open_loop(url, key, body, 3.0 * capacity, args.run_s))
-            print(
-                f"0.8x capacity ({0.8 * capacity:.1f} req/s): p99 {low.pct(99) * 1000:.0f} ms, 503s {low.statuses[503] / max(1, sum(low.statuses.values())):.1%}"
-            )
-            print(
-                f"3x capacity ({3 * capacity:.1f} req/s): 503s {high.statuses[503] / max(1, sum(high.statuses.values())):.1%}, "
-                f"accepted p99 {high.pct(99) * 1000:.0f} ms = {high.pct(99) / low.pct(99):.2f}x the p99 at 0.8x; "
-                f"statuses {dict(high.statuses)}"
-            )
-            print_stages(low, 99)
-            print_stages(high, 99)
+            if "latency" in phases:
+                latency_phase(settings, one, key, body, bare, args.phase_s)
+            batched_rate = 0.0
+            if "batching" in phases:
+                batched_rate = batching_phase(settings, one, key, body, args.phase_s)
+            if "autoscaling" in phases:
+                autoscaling_phase(settings, key, body)
+            if "overload" in phases:
+                overload_phase(
+                    settings, key, body, batched_rate, args.run_s, args.admission_wait_s
+                )
         finally:
             shutdown(stop_ray=True)
             if ray.is_initialized():

@@ -186,6 +186,13 @@ class ServeSettings(_Section):
 
     host: str = Field("127.0.0.1", description="Address the HTTP proxy binds.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
+    direct_ingress: bool = Field(
+        True,
+        description="When medray starts a local Ray for serving: the ingress "
+        "replica answers HTTP itself (Ray Serve's direct ingress), without the "
+        "HTTP proxy actor and its extra process hop. A running cluster keeps "
+        "its own mode (the RAY_SERVE_ENABLE_DIRECT_INGRESS of its nodes).",
+    )
     min_replicas: int = Field(1, ge=0, description="Fewest model replicas.")
     max_replicas: int = Field(2, ge=1, description="Most model replicas.")
     target_ongoing_requests: float = Field(
@@ -199,16 +206,28 @@ class ServeSettings(_Section):
         "reading the body. About one batch keeps a queued request at most one "
         "batch behind.",
     )
+    admission_wait_s: float | None = Field(
+        None,
+        gt=0,
+        description="Refuse (503) a predict request at once when the requests "
+        "already in flight for its model would keep it longer than this, by the "
+        "model's measured service rate; unset: only the fixed bound (replicas, "
+        "batch and queue). Bounds the latency of accepted requests under "
+        "overload; keep it above the latency of one study at moderate load.",
+    )
     request_timeout_s: float = Field(
         30.0, gt=0, description="Requests running longer get a 503/504."
     )
     max_upload_mb: float = Field(64.0, gt=0, description="Largest request body.")
-    batch_max_size: int = Field(16, ge=1, description="@serve.batch size.")
+    batch_max_size: int = Field(
+        16, ge=1, description="Most images in one forward of a model replica."
+    )
     batch_wait_timeout_s: float = Field(
-        0.002,
+        0.0,
         ge=0,
-        description="@serve.batch wait to fill a batch; every request that finds "
-        "the model idle pays it, so keep it to a few milliseconds.",
+        description="Wait of a batch that starts on an idle model, to gather "
+        "company; every request that finds the model idle pays it. Under load "
+        "batches form without it (from what came during the previous forward).",
     )
     upscale_delay_s: float = Field(
         5.0, ge=0, description="Load must last this long before a replica is added."

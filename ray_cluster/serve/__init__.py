@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ __all__ = [
     "StudyReference",
     "build_app",
     "deploy",
+    "direct_ingress_env",
     "parse_model_ref",
     "shutdown",
 ]
@@ -75,6 +77,38 @@ def _export_node_secrets(settings: Settings) -> None:
         os.environ[ENV_API_KEYS] = json.dumps(keys)
 
 
+def direct_ingress_env(port: int, grpc_port: int) -> dict[str, str]:
+    """Ray Serve's environment for direct ingress on one port of this node.
+
+    The ingress replica then runs the HTTP server itself on ``port`` (no HTTP
+    proxy actor, so no proxy hop and no body relay). Ports are released at once
+    (no quarantine) and an ingress replica drains for at most a second: both
+    exist for load balancers in front of many nodes, and a local Ray has none.
+    """
+    return {
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc_port),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc_port + 1),
+        "RAY_SERVE_PORT_QUARANTINE_S": "0",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+    }
+
+
+def _direct_ingress_port() -> int | None:
+    """The direct-ingress HTTP port of a Ray started from this process, if any."""
+    if os.environ.get("RAY_SERVE_ENABLE_DIRECT_INGRESS") != "1":
+        return None
+    return int(os.environ.get("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", "30000"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def deploy(
     settings: Settings,
     models: Sequence[str],
@@ -84,7 +118,9 @@ def deploy(
     """Start or update the Serve application for some models.
 
     With ``cluster.address`` unset and no Ray running, a local Ray starts on
-    loopback (the caller keeps the process alive and calls `shutdown`).
+    loopback (the caller keeps the process alive and calls `shutdown`); with
+    ``serve.direct_ingress`` the ingress replica itself answers HTTP on
+    ``serve.port``. A running cluster keeps its own ingress mode.
 
     Args:
         settings: Settings of the driver (with credentials).
@@ -105,18 +141,23 @@ def deploy(
     cards = [registry.get_card(*parse_model_ref(m)) for m in models]
 
     local = not ray.is_initialized() and settings.cluster.address is None
+    opts = settings.serve
     if local:
         ApiKeys.load(settings.serve)
         _export_node_secrets(settings)
+        if opts.direct_ingress:
+            # Read by the local Ray's controller and replicas when they start.
+            os.environ.update(direct_ingress_env(opts.port, _free_port()))
     started = connect_ray(settings)
+    # Ray starts its HTTP proxy even with direct ingress: then on another port.
+    proxy_port = _free_port() if _direct_ingress_port() == opts.port else opts.port
     gpu = settings.cluster.use_gpu == "always" or (
         settings.cluster.use_gpu == "auto" and has_gpus()
     )
-    opts = settings.serve
     serve.start(
         http_options={
             "host": opts.host,
-            "port": opts.port,
+            "port": proxy_port,
             "request_timeout_s": opts.request_timeout_s + PROXY_TIMEOUT_MARGIN_S,
         }
     )

@@ -11,8 +11,10 @@ after the replica has read its API keys from its own node.
 
 Admission: the ingress counts the predict requests it has in flight per model and
 answers 503 ``overloaded`` before reading a body once they reach what the model's
-replicas can hold (`model_capacity`). A refused request then costs no body read
-and no DICOM parse, which would otherwise take the CPU from accepted requests.
+replicas can hold (`model_capacity`) or, with ``serve.admission_wait_s`` set,
+what the model serves within that time (`ray_cluster.serve.admission`). A
+refused request then costs no body read and no DICOM parse, which would
+otherwise take the CPU from accepted requests.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pipelines import study_key
 from ray_cluster.config import ServeSettings, Settings
 from ray_cluster.errors import ConfigError
 from ray_cluster.log import configure_logging
+from ray_cluster.serve.admission import Gate
 from ray_cluster.serve.auth import ApiKeys, KeyCheck, presented_key
 from ray_cluster.serve.jobs import StudyJobs
 from ray_cluster.serve.model import Answer, ModelServer
@@ -67,6 +70,14 @@ READY_TIMEOUT_S = 5.0
 #: model deployment's (``serve.max_queued_requests``). These bound a flood.
 INGRESS_MAX_ONGOING = 256
 INGRESS_MAX_QUEUED = 256
+#: Environment of the ingress and model replicas: their request handlers run on
+#: the replica's own event loop instead of a second loop in another thread,
+#: which saves two thread hops per request (and per body chunk). Every handler
+#: of ours is async and sends blocking work to a thread.
+REPLICA_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+}
 #: Bodies up to this size are parsed on the event loop: a thread hop costs more
 #: than reading the headers of a few small instances.
 INLINE_PARSE_BYTES = 1024 * 1024
@@ -224,8 +235,10 @@ class Ingress:
         self.jobs = jobs
         self.max_body = int(settings.serve.max_upload_mb * 1024 * 1024)
         self.timeout_s = settings.serve.request_timeout_s
-        self.capacity = model_capacity(settings.serve)
-        self.in_flight = dict.fromkeys(models, 0)
+        self.gates = {
+            name: Gate(model_capacity(settings.serve), settings.serve.admission_wait_s)
+            for name in models
+        }
         self.server_timing = settings.serve.server_timing
         logger.info(
             "ingress ready: %d models, %d API keys", len(models), len(self.keys)
@@ -235,22 +248,22 @@ class Ingress:
         api = _build_api(self)
         return _Guard(api, self.keys)
 
-    def admit(self, name: str) -> None:
+    def admit(self, name: str) -> Gate:
         """Count a predict request of a model in, or refuse it when the model is full.
 
+        Returns:
+            The model's gate, to `Gate.leave` when the request is done.
+
         Raises:
-            RequestRejected: 503 when ``name``'s deployment already holds as many
-                requests as its replicas and queue can (`model_capacity`).
+            RequestRejected: 503 when ``name``'s deployment already holds what its
+                gate allows (`ray_cluster.serve.admission`).
         """
-        if self.in_flight[name] >= self.capacity:
+        gate = self.gates[name]
+        if not gate.try_enter():
             raise RequestRejected(
                 503, "overloaded", f"model {name} is at capacity; retry shortly"
             )
-        self.in_flight[name] += 1
-
-    def release(self, name: str) -> None:
-        """Count a predict request of a model out (after `admit`)."""
-        self.in_flight[name] -= 1
+        return gate
 
     async def call_model(self, name: str, study_uid: str, objects: list[Any]) -> Answer:
         """Ask a model deployment for a study's result, bounded in time.
@@ -361,11 +374,14 @@ def _build_api(ingress: Ingress) -> FastAPI:
         if name not in ingress.models:
             raise RequestRejected(404, "unknown_model", _unknown_model(ingress, name))
         kind, boundary = body_kind(request.headers.get("content-type"))
-        ingress.admit(name)
+        gate = ingress.admit(name)
+        answered = False
         try:
-            return await _predict(ingress, name, request, kind, boundary)
+            response = await _predict(ingress, name, request, kind, boundary)
+            answered = True
+            return response
         finally:
-            ingress.release(name)
+            gate.leave(answered)
 
     @api.post(
         "/v1/studies",
@@ -512,7 +528,11 @@ def build_app(
         "metrics_interval_s": opts.metrics_interval_s,
         "look_back_period_s": max(opts.look_back_period_s, 2 * opts.metrics_interval_s),
     }
-    resources = {"num_cpus": 0, "num_gpus": 1} if use_gpu else {"num_cpus": 1}
+    runtime_env = {"env_vars": dict(REPLICA_ENV)}
+    resources: dict[str, Any] = (
+        {"num_cpus": 0, "num_gpus": 1} if use_gpu else {"num_cpus": 1}
+    )
+    resources["runtime_env"] = runtime_env
     model_apps = {}
     for card in cards:
         deployment = serve.deployment(
@@ -538,7 +558,7 @@ def build_app(
         max_ongoing_requests=INGRESS_MAX_ONGOING,
         max_queued_requests=INGRESS_MAX_QUEUED,
         backpressure_config={"status_code": 503, "retry_after_s": 1},
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options={"num_cpus": 0, "runtime_env": runtime_env},
         logging_config={"enable_access_log": False},
     )(ingress_cls)
     return ingress.bind(

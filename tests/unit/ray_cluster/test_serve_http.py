@@ -192,20 +192,20 @@ def test_model_capacity_is_one_batch_per_replica_and_the_queue() -> None:
 
 
 def test_ingress_admits_predicts_up_to_the_model_capacity() -> None:
+    from ray_cluster.serve.admission import Gate
     from ray_cluster.serve.app import Ingress
 
     ingress = Ingress.__new__(Ingress)
-    ingress.capacity = 2
-    ingress.in_flight = {"tiny": 0}
-    ingress.admit("tiny")
+    ingress.gates = {"tiny": Gate(2)}
+    first = ingress.admit("tiny")
     ingress.admit("tiny")
     with pytest.raises(RequestRejected) as info:
         ingress.admit("tiny")
     assert (info.value.status, info.value.code) == (503, "overloaded")
-    assert ingress.in_flight == {"tiny": 2}
-    ingress.release("tiny")
+    assert first.in_flight == 2
+    first.leave()
     ingress.admit("tiny")
-    assert ingress.in_flight == {"tiny": 2}
+    assert first.in_flight == 2
 
 
 def test_batcher_takes_what_came_during_the_previous_forward() -> None:

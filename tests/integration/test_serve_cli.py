@@ -1,0 +1,136 @@
+"""`medray serve` as a user starts it: its own local Ray, direct ingress, Ctrl-C.
+
+The other Serve tests deploy onto the session's Ray, where HTTP goes through
+Ray's proxy (as on a cluster); this one runs the command in a process of its
+own, whose local Ray lets the ingress replica answer HTTP itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from models import ModelCard
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+API_KEY = "cli-serve-key-0123456789"
+READY_DEADLINE_S = 180.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _listeners(port: int) -> str:
+    """Processes listening on a loopback port, as ``ss`` names them ('' without ss)."""
+    try:
+        done = subprocess.run(
+            ["ss", "-ltnpH", f"sport = :{port}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout
+
+
+def _wait_served(process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """The JSON line `medray serve --json` prints once the application runs."""
+    lines: list[bytes] = []
+
+    def read_line() -> None:
+        lines.append(process.stdout.readline() if process.stdout else b"")
+
+    reader = threading.Thread(target=read_line, daemon=True)
+    reader.start()
+    reader.join(READY_DEADLINE_S)
+    if not lines or not lines[0].strip():
+        process.kill()
+        err = process.stderr.read().decode()[-3000:] if process.stderr else ""
+        pytest.fail(f"medray serve did not start (exit {process.wait()}): {err}")
+    served: dict[str, Any] = json.loads(lines[0])
+    return served
+
+
+def test_local_serve_answers_through_direct_ingress(
+    s3_server: Any, tiny_model: ModelCard, shared_data: Path, tmp_path: Path
+) -> None:
+    body = (
+        shared_data / "dicom" / "xr_dx_chest_highdicom" / "dx_image.dcm"
+    ).read_bytes()
+    port = _free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RAY_SERVE_", "RAY_ADDRESS"))
+    }
+    env.update(
+        {
+            "MEDRAY_STORAGE__ENDPOINT": s3_server.endpoint,
+            "MEDRAY_STORAGE__ACCESS_KEY": s3_server.access_key,
+            "MEDRAY_STORAGE__SECRET_KEY": s3_server.secret_key,
+            "MEDRAY_INFERENCE__CACHE_DIR": str(tmp_path / "cache"),
+            "MEDRAY_CLUSTER__NUM_CPUS": "2",
+            "MEDRAY_CLUSTER__OBJECT_STORE_MB": "128",
+            "MEDRAY_SERVE__API_KEYS": API_KEY,
+            "MEDRAY_TORCH_THREADS": "1",
+        }
+    )
+    command = [sys.executable, "-m", "ray_cluster.cli", "serve", "--model", "tiny"]
+    command.append("--json")
+    process = subprocess.Popen(
+        [*command, "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        served = _wait_served(process)
+        assert served["url"] == url
+        ready = httpx.get(url + "/readyz", timeout=10, trust_env=False)
+        assert ready.status_code == 200, ready.text
+        listeners = _listeners(port)
+        if listeners:  # the replica itself, not Ray's proxy actor
+            assert "ServeRepli" in listeners and "ProxyActor" not in listeners
+            assert "127.0.0.1:" in listeners
+        headers = {"Content-Type": "application/dicom"}
+        refused = httpx.post(
+            url + "/v1/models/tiny/predict", content=body, headers=headers
+        )
+        assert refused.status_code == 401
+        answer = httpx.post(
+            url + "/v1/models/tiny/predict",
+            content=body,
+            headers=headers | {"X-API-Key": API_KEY},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        result = answer.json()
+        assert result["model"]["name"] == "tiny"
+        assert result["series"] and result["series"][0]["output"] is not None
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+    err = process.stderr.read().decode()[-3000:] if process.stderr else ""
+    assert process.returncode == 0, err
