@@ -14,8 +14,8 @@ Prints:
   HTTP proxy and the client;
 - throughput batched (batch_max_size 16) against unbatched (1), concurrency 16;
 - seconds until a second model replica runs under load;
-- capacity: the highest request rate whose p99 stays under 1 s (and nothing is
-  refused) over a run of --run-s seconds (default 30), found by a search;
+- capacity: the highest request rate whose p99 stays under 1 s (and at most 1 %
+  is refused) over a run of --run-s seconds (default 30), found by a search;
 - at 3x capacity: the share of 503s and the p99 of accepted requests, against
   the p99 at 0.8x capacity.
 
@@ -60,6 +60,10 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dicom"
 STUDY = DATA / "xr_dx_chest_highdicom"
 MAX_REQUESTS_PER_PHASE = 20000
 P99_LIMIT_S = 1.0
+#: Share of 503s a rate may see and still count as within capacity: with a wait
+#: budget, a moment of noise on a small machine refuses a request or two.
+MAX_REFUSED_AT_CAPACITY = 0.01
+MAX_CAPACITY_STEPS = 8
 PHASES = ("latency", "batching", "autoscaling", "overload")
 #: Stages of a predict request, in the order they happen (``ingress`` and
 #: ``model`` span the ones inside them; ``model_call`` includes the model's).
@@ -330,11 +334,15 @@ async def time_to_second_replica(
 def find_capacity(
     url: str, key: str, body: bytes, start_rate: float, run_s: float
 ) -> tuple[float, Run]:
-    """Raise the rate by 15 % while p99 < 1 s and nothing is refused."""
+    """Raise the rate by 15 % while p99 < 1 s and at most 1 % is refused.
+
+    A rate found over lowers the next try by 30 % until one is ok; the first
+    over after an ok ends the search.
+    """
     rate, best, best_run = start_rate, 0.0, Run()
-    for _ in range(6):
+    for _ in range(MAX_CAPACITY_STEPS):
         run = asyncio.run(open_loop(url, key, body, rate, run_s))
-        ok = run.pct(99) < P99_LIMIT_S and run.refused == 0
+        ok = run.pct(99) < P99_LIMIT_S and run.refused <= MAX_REFUSED_AT_CAPACITY
         print(
             f"  {rate:6.1f} req/s: p99 {run.pct(99) * 1000:7.1f} ms, refused {run.refused:.1%} -> {'ok' if ok else 'over'}"
         )
@@ -445,7 +453,7 @@ def overload_phase(
         f"{capacity_opts['max_queued_requests']}, ingress admits at most {limit}, "
         f"admission_wait_s {admission_wait_s}):"
     )
-    start = 0.6 * (batched_rate or warm.rate)
+    start = 0.5 * (batched_rate or warm.rate)
     capacity, _ = find_capacity(url, key, body, start, run_s)
     print(f"capacity: {capacity:.1f} req/s")
     low = asyncio.run(open_loop(url, key, body, 0.8 * capacity, run_s))

@@ -234,3 +234,22 @@ def test_batcher_takes_what_came_during_the_previous_forward() -> None:
     values = asyncio.run(scenario())
     assert sizes == [1, 4, 2]
     assert values == [2.0] + [2.0 * i for i in range(6)]
+
+
+def test_direct_ingress_takes_the_serve_port_alone_and_releases_it_at_once() -> None:
+    from ray_cluster.serve import direct_ingress_env
+
+    env = direct_ingress_env(8000, 41001)
+    assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+    # Ray allocates from [MIN, MAX): the one port a client was told.
+    assert (
+        env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"],
+        env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"],
+    ) == ("8000", "8001")
+    assert env["RAY_SERVE_PORT_QUARANTINE_S"] == "0"
+
+
+def test_replicas_run_handlers_on_their_own_loop() -> None:
+    from ray_cluster.serve.app import REPLICA_ENV
+
+    assert REPLICA_ENV["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] == "0"
