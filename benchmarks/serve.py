@@ -353,6 +353,10 @@ def find_capacity(
             rate *= 0.7
         else:
             break
+    else:
+        print(
+            f"  (the search ended after {MAX_CAPACITY_STEPS} rates: capacity is at least this)"
+        )
     return best, best_run
 
 
