@@ -178,7 +178,14 @@ def connect_ray(settings: Settings, log_to_driver: bool = False) -> bool:
     )
     _warn_if_auth_disabled("the local Ray")
     with loopback_node():
-        ray.init(num_cpus=num_cpus, object_store_memory=store_bytes, **kwargs)
+        # "local": a new Ray of our own, even when another one (a `ray start`
+        # cluster, RAY_ADDRESS) runs on this machine.
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            object_store_memory=store_bytes,
+            **kwargs,
+        )
     logger.info(
         "started local Ray on %s: %d CPUs, object store %d MiB",
         LOOPBACK,

@@ -134,8 +134,13 @@ def deploy(
         ConfigError: No API key is configured, or a setting is invalid.
         ObjectNotFoundError: A model is not in the registry.
     """
+    # Credentials first: with no endpoint configured they may be the embedded
+    # store's, which are only looked up while the endpoint is still unset.
+    access, secret = resolve_credentials(settings.storage)
     endpoint = resolve_endpoint(settings.storage)
-    storage = settings.storage.model_copy(update={"endpoint": endpoint})
+    storage = settings.storage.model_copy(
+        update={"endpoint": endpoint, "access_key": access, "secret_key": secret}
+    )
     settings = settings.model_copy(update={"storage": storage})
     registry = ModelRegistry(ObjectStore.from_settings(settings.storage), settings)
     cards = [registry.get_card(*parse_model_ref(m)) for m in models]

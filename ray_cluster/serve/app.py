@@ -37,6 +37,7 @@ from pipelines import study_key
 from ray_cluster.config import ServeSettings, Settings
 from ray_cluster.errors import ConfigError
 from ray_cluster.log import configure_logging
+from ray_cluster.serve._loopback import bind_replica_grpc_to_loopback
 from ray_cluster.serve.admission import Gate
 from ray_cluster.serve.auth import ApiKeys, KeyCheck, presented_key
 from ray_cluster.serve.jobs import StudyJobs
@@ -228,6 +229,7 @@ class Ingress:
         log_level: str,
     ) -> None:
         configure_logging(log_level, "text")
+        bind_replica_grpc_to_loopback()
         self.settings = settings
         self.keys = ApiKeys.load(settings.serve)
         self.cards = {name: ModelCard.from_json(text) for name, text in cards.items()}

@@ -25,6 +25,7 @@ from ray_cluster.catalog import ensure_catalog
 from ray_cluster.config import Settings
 from ray_cluster.errors import ClusterError
 from ray_cluster.log import configure_logging, log_context
+from ray_cluster.serve._loopback import bind_replica_grpc_to_loopback
 from ray_cluster.storage import ObjectStore, S3Url
 
 __all__ = ["MAX_STUDIES_PER_JOB", "StudyJobs"]
@@ -84,6 +85,7 @@ class StudyJobs:
         self, settings: Settings, models: dict[str, Any], log_level: str
     ) -> None:
         configure_logging(log_level, "text")
+        bind_replica_grpc_to_loopback()
         self.settings = settings
         self.models = models
         self.store = ObjectStore.from_settings(settings.storage)

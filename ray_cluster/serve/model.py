@@ -37,6 +37,7 @@ from ray_cluster.processing import (
     result_key,
 )
 from ray_cluster.registry import ModelRegistry
+from ray_cluster.serve._loopback import bind_replica_grpc_to_loopback
 from ray_cluster.storage import ObjectStore
 
 __all__ = ["Answer", "Batcher", "ModelServer", "images_in"]
@@ -163,6 +164,7 @@ class ModelServer:
 
     def __init__(self, settings: Settings, card_json: str, log_level: str) -> None:
         configure_logging(log_level, "text")
+        bind_replica_grpc_to_loopback()
         self.settings = settings
         self.card = ModelCard.from_json(card_json)
         self.store = ObjectStore.from_settings(settings.storage)

@@ -1,5 +1,8 @@
 """`medray serve` as a user starts it: its own local Ray, direct ingress, Ctrl-C.
 
+The store is found as after `medray store up`: from its data folder, with its
+own keys (no endpoint or credentials in the environment).
+
 The other Serve tests deploy onto the session's Ray, where HTTP goes through
 Ray's proxy (as on a cluster); this one runs the command in a process of its
 own, whose local Ray lets the ingress replica answer HTTP itself.
@@ -34,11 +37,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _listeners(port: int) -> str:
-    """Processes listening on a loopback port, as ``ss`` names them ('' without ss)."""
+def _listeners(port: int | None) -> str:
+    """TCP listeners (of one port), as ``ss`` shows them ('' without ss)."""
+    command = ["ss", "-ltnpH"] + ([f"sport = :{port}"] if port else [])
     try:
         done = subprocess.run(
-            ["ss", "-ltnpH", f"sport = :{port}"],
+            command,
             capture_output=True,
             text=True,
             timeout=10,
@@ -74,16 +78,15 @@ def test_local_serve_answers_through_direct_ingress(
         shared_data / "dicom" / "xr_dx_chest_highdicom" / "dx_image.dcm"
     ).read_bytes()
     port = _free_port()
+    # As after `medray store up`: no endpoint or keys, only the store's folder.
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("RAY_SERVE_", "RAY_ADDRESS"))
+        if not k.startswith(("RAY_SERVE_", "RAY_ADDRESS", "MEDRAY_", "AWS_"))
     }
     env.update(
         {
-            "MEDRAY_STORAGE__ENDPOINT": s3_server.endpoint,
-            "MEDRAY_STORAGE__ACCESS_KEY": s3_server.access_key,
-            "MEDRAY_STORAGE__SECRET_KEY": s3_server.secret_key,
+            "MEDRAY_STORAGE__DATA_DIR": str(s3_server.settings.storage.data_dir),
             "MEDRAY_INFERENCE__CACHE_DIR": str(tmp_path / "cache"),
             "MEDRAY_CLUSTER__NUM_CPUS": "2",
             "MEDRAY_CLUSTER__OBJECT_STORE_MB": "128",
@@ -109,6 +112,13 @@ def test_local_serve_answers_through_direct_ingress(
         if listeners:  # the replica itself, not Ray's proxy actor
             assert "ServeRepli" in listeners and "ProxyActor" not in listeners
             assert "127.0.0.1:" in listeners
+        # Every replica's own gRPC server too (Serve binds it to [::] by default).
+        replicas = [
+            line for line in _listeners(None).splitlines() if "ServeRepli" in line
+        ]
+        for line in replicas:
+            local = line.split()[3]
+            assert local.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:")), line
         headers = {"Content-Type": "application/dicom"}
         refused = httpx.post(
             url + "/v1/models/tiny/predict", content=body, headers=headers
