@@ -53,7 +53,7 @@ def list_models(config_path: Path | None, as_json: bool) -> None:
         return
     table = Table("name", "version", "sha256", "labels", "held-out accuracy")
     for card in cards:
-        accuracy = card.metrics.get("accuracy")
+        accuracy = card.metrics.get("eval_accuracy")
         table.add_row(
             card.name,
             card.version,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -18,6 +20,10 @@ from ray_cluster.cli._common import (
 )
 
 __all__ = ["serve"]
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 @click.command()
@@ -92,6 +98,8 @@ def serve(
     if not deployed.started_ray:
         return
     click.echo("press Ctrl-C to stop", err=True)
+    # A service manager stops with SIGTERM: shut down as on Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             time.sleep(1.0)

@@ -7,11 +7,12 @@ and limits are described in ``docs/serve.md``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +104,23 @@ def _direct_ingress_port() -> int | None:
     return int(os.environ.get("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", "30000"))
 
 
+@contextlib.contextmanager
+def _serve_driver_logs(log_level: str) -> Iterator[None]:
+    """Keep Serve's own info lines out of the driver's output below INFO.
+
+    With direct ingress Serve announces the unused proxy's URL as the
+    application's; medray prints the right one.
+    """
+    serve_logger = logging.getLogger("ray.serve")
+    before = serve_logger.level
+    if logging.getLevelName(log_level.upper()) not in (logging.DEBUG, logging.INFO):
+        serve_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        serve_logger.setLevel(before)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -159,15 +177,16 @@ def deploy(
     gpu = settings.cluster.use_gpu == "always" or (
         settings.cluster.use_gpu == "auto" and has_gpus()
     )
-    serve.start(
-        http_options={
-            "host": opts.host,
-            "port": proxy_port,
-            "request_timeout_s": opts.request_timeout_s + PROXY_TIMEOUT_MARGIN_S,
-        }
-    )
     app = build_app(settings, cards, log_level, use_gpu=gpu)
-    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    with _serve_driver_logs(log_level):
+        serve.start(
+            http_options={
+                "host": opts.host,
+                "port": proxy_port,
+                "request_timeout_s": opts.request_timeout_s + PROXY_TIMEOUT_MARGIN_S,
+            }
+        )
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     host = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host
     url = f"http://{host}:{opts.port}"
     logger.info("serving %s at %s", ", ".join(c.name for c in cards), url)

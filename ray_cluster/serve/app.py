@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 from ray.serve.exceptions import BackPressureError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models import ModelCard
 from pipelines import study_key
@@ -66,6 +67,8 @@ APP_NAME = "medray"
 #: Routes answered without an API key (probes of load balancers and Kubernetes).
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 MAX_REFERENCE_BYTES = 64 * 1024
+#: Error codes of the routing errors FastAPI raises itself.
+HTTP_ERROR_CODES = {404: "no_such_route", 405: "method_not_allowed"}
 READY_TIMEOUT_S = 5.0
 #: The ingress only parses and forwards; the bounded queue that matters is the
 #: model deployment's (``serve.max_queued_requests``). These bound a flood.
@@ -318,6 +321,12 @@ def _build_api(ingress: Ingress) -> FastAPI:
         headers = {"Retry-After": "1"} if exc.status == 503 else {}
         return _error(exc.status, exc.code, exc.message, **headers)
 
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Routing errors (404 no such route, 405 wrong method) in our error shape.
+        code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), **(exc.headers or {}))
+
     @api.get("/healthz", summary="The process answers.")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -409,7 +418,10 @@ def _build_api(ingress: Ingress) -> FastAPI:
                 415, "unsupported_media_type", "send the reference as application/json"
             )
         body = await read_limited(
-            request.stream(), request.headers.get("content-length"), MAX_REFERENCE_BYTES
+            request.stream(),
+            request.headers.get("content-length"),
+            MAX_REFERENCE_BYTES,
+            "for a study reference, a small JSON document {model, url, study_uid?}",
         )
         try:
             reference = StudyReference.model_validate_json(body)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -208,9 +209,15 @@ async def _call_with_retry(
             await asyncio.sleep(RETRY_WAIT_S)
 
 
+def _error_code(exc: ClusterError) -> str:
+    """``ObjectNotFoundError`` -> ``object_not_found``: codes are snake case."""
+    name = type(exc).__name__.removesuffix("Error") or "cluster"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
 def _error_of(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, ClusterError):
-        return {"code": type(exc).__name__, "message": exc.message, "key": exc.key}
+        return {"code": _error_code(exc), "message": exc.message, "key": exc.key}
     return {
         "code": "internal_error",
         "message": f"the job stopped on {type(exc).__name__}; see the service log",

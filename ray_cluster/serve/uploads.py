@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from pipelines import InstanceHeader, parse_header
 
@@ -67,7 +68,10 @@ def body_kind(content_type: str | None) -> tuple[str, bytes]:
         boundary = params.get(b"boundary", b"")
         if not boundary:
             raise RequestRejected(
-                415, "no_boundary", f"{kind} body without a boundary parameter"
+                400,
+                "no_boundary",
+                f"the {kind} content type has no boundary parameter; add "
+                "'; boundary=...' naming the separator of the parts",
             )
         return "multipart", boundary
     raise RequestRejected(
@@ -78,8 +82,17 @@ def body_kind(content_type: str | None) -> tuple[str, bytes]:
     )
 
 
+#: What a 413 on an upload advises.
+UPLOAD_ADVICE = (
+    "(serve.max_upload_mb); send large studies to the bucket and use POST /v1/studies"
+)
+
+
 async def read_limited(
-    chunks: AsyncIterator[bytes], declared: str | None, limit: int
+    chunks: AsyncIterator[bytes],
+    declared: str | None,
+    limit: int,
+    advice: str = UPLOAD_ADVICE,
 ) -> bytes:
     """Read a body of at most ``limit`` bytes.
 
@@ -87,10 +100,12 @@ async def read_limited(
         chunks: The body as it streams in.
         declared: The ``Content-Length`` header, if any.
         limit: Largest accepted body in bytes.
+        advice: What the 413 message says after the limit.
 
     Raises:
         RequestRejected: 413 when the declared or received size exceeds the limit,
-            400 when ``Content-Length`` is not a number.
+            400 when ``Content-Length`` is not a number or the client went away
+            before the body was complete.
     """
     if declared is not None:
         try:
@@ -100,21 +115,26 @@ async def read_limited(
                 400, "bad_content_length", "Content-Length is not a number"
             ) from None
         if size > limit:
-            raise _too_large(limit)
+            raise _too_large(limit, advice)
     received = bytearray()
-    async for chunk in chunks:
-        received += chunk
-        if len(received) > limit:
-            raise _too_large(limit)
+    try:
+        async for chunk in chunks:
+            received += chunk
+            if len(received) > limit:
+                raise _too_large(limit, advice)
+    except ClientDisconnect:
+        raise RequestRejected(
+            400,
+            "client_disconnected",
+            "the client closed the connection before the body was complete",
+        ) from None
     return bytes(received)
 
 
-def _too_large(limit: int) -> RequestRejected:
+def _too_large(limit: int, advice: str) -> RequestRejected:
+    size = f"{limit / 2**20:.1f} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
     return RequestRejected(
-        413,
-        "body_too_large",
-        f"the body is larger than {limit / 2**20:.1f} MiB (serve.max_upload_mb); "
-        "send large studies to the bucket and use POST /v1/studies",
+        413, "body_too_large", f"the body is larger than {size} {advice}"
     )
 
 
@@ -183,7 +203,7 @@ def split_parts(body: bytes, kind: str, boundary: bytes) -> list[bytes]:
                 415,
                 "unsupported_media_type",
                 f"part-{index} has content type {part_type!r}; every part must be "
-                "application/dicom",
+                "application/dicom (or application/octet-stream)",
             )
         if not data:
             raise RequestRejected(400, "empty_part", f"part-{index} is empty")
@@ -241,10 +261,17 @@ def identify_study(
             "no_image",
             "no instance in the body has pixel data; send image instances",
         )
+    if not studies:
+        raise RequestRejected(
+            400,
+            "no_study_uid",
+            "no instance carries a StudyInstanceUID (0020,000D); send instances "
+            "of one identified study",
+        )
     if len(studies) != 1:
         raise RequestRejected(
             400,
-            "several_studies" if studies else "no_study_uid",
+            "several_studies",
             f"the instances belong to {len(studies)} studies; send exactly one "
             "study per request (StudyInstanceUID must be set and equal)",
         )

@@ -70,10 +70,13 @@ def test_content_types() -> None:
         'multipart/related; type="application/dicom"; boundary=xy'
     )
     assert (kind, boundary) == ("multipart", b"xy")
-    for bad in ("text/plain", None, "multipart/related"):
+    for bad in ("text/plain", None):
         with pytest.raises(RequestRejected) as info:
             body_kind(bad)
         assert info.value.status == 415
+    with pytest.raises(RequestRejected) as unframed:
+        body_kind("multipart/related")  # accepted type, but no boundary
+    assert (unframed.value.status, unframed.value.code) == (400, "no_boundary")
 
 
 async def _stream(chunks: list[bytes]) -> AsyncIterator[bytes]:
@@ -253,3 +256,33 @@ def test_replicas_run_handlers_on_their_own_loop() -> None:
     from ray_cluster.serve.app import REPLICA_ENV
 
     assert REPLICA_ENV["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] == "0"
+
+
+def test_a_client_gone_mid_body_is_a_400_not_a_crash() -> None:
+    from starlette.requests import ClientDisconnect
+
+    from ray_cluster.serve.uploads import read_limited
+
+    async def gone() -> AsyncIterator[bytes]:
+        yield b"DICM"
+        raise ClientDisconnect()
+
+    with pytest.raises(RequestRejected) as info:
+        asyncio.run(read_limited(gone(), None, 1024))
+    assert (info.value.status, info.value.code) == (400, "client_disconnected")
+
+
+def test_a_small_limit_reads_in_kib_with_the_callers_advice() -> None:
+    from ray_cluster.serve.uploads import read_limited
+
+    with pytest.raises(RequestRejected) as info:
+        asyncio.run(read_limited(_stream([b"x" * 70000]), None, 65536, "for a ref"))
+    assert info.value.message == "the body is larger than 64 KiB for a ref"
+
+
+def test_job_error_codes_are_snake_case() -> None:
+    from ray_cluster.errors import ObjectNotFoundError
+    from ray_cluster.serve.jobs import _error_of
+
+    error = _error_of(ObjectNotFoundError("no such bucket", key="b"))
+    assert error["code"] == "object_not_found"
