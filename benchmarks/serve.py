@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import socket
 import statistics
 import tempfile
 import time
@@ -49,7 +48,7 @@ from models import (
     predict_batch,
 )
 from pipelines import parse_header
-from ray_cluster._internal.ray_runtime import loopback_node
+from ray_cluster._internal.ray_runtime import free_loopback_port, loopback_node
 from ray_cluster.config import Settings
 from ray_cluster.processing import prepare_study
 from ray_cluster.registry import ModelRegistry
@@ -111,12 +110,6 @@ class Run:
     @property
     def rate(self) -> float:
         return self.statuses[200] / self.seconds if self.seconds else 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_model(folder: Path) -> tuple[ModelCard, Path]:
@@ -520,7 +513,7 @@ def main() -> None:
             {
                 "cluster": {"num_cpus": os.cpu_count() or 2},
                 "serve": {
-                    "port": free_port(),
+                    "port": free_loopback_port(),
                     "request_timeout_s": 10.0,
                     "server_timing": True,
                 },
@@ -528,7 +521,9 @@ def main() -> None:
         )
         print(f"ingress: {args.ingress}")
         if args.ingress == "direct":
-            os.environ.update(direct_ingress_env(settings.serve.port, free_port()))
+            os.environ.update(
+                direct_ingress_env(settings.serve.port, free_loopback_port())
+            )
         try:
             os.environ["MEDRAY_SERVE__API_KEYS"] = key
             with loopback_node():  # a new local Ray, even if another one runs here

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "autoscaler_max_resources",
     "connect_ray",
     "default_object_store_bytes",
+    "free_loopback_port",
     "has_gpus",
     "loopback_node",
     "refresh_token_auth",
@@ -223,3 +225,10 @@ def has_gpus() -> bool:
     if float(ray.cluster_resources().get("GPU", 0.0)) > 0:
         return True
     return autoscaler_max_resources().get("GPU", 0.0) > 0
+
+
+def free_loopback_port() -> int:
+    """Return a TCP port free on 127.0.0.1 now (another process may take it later)."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])

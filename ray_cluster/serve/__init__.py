@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,11 @@ import ray
 from ray import serve
 
 from models import ModelCard
-from ray_cluster._internal.ray_runtime import connect_ray, has_gpus
+from ray_cluster._internal.ray_runtime import (
+    connect_ray,
+    free_loopback_port,
+    has_gpus,
+)
 from ray_cluster.config import Settings
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.serve.app import APP_NAME, OPEN_PATHS, StudyReference, build_app
@@ -121,12 +124,6 @@ def _serve_driver_logs(log_level: str) -> Iterator[None]:
         serve_logger.setLevel(before)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def deploy(
     settings: Settings,
     models: Sequence[str],
@@ -170,10 +167,12 @@ def deploy(
         _export_node_secrets(settings)
         if opts.direct_ingress:
             # Read by the local Ray's controller and replicas when they start.
-            os.environ.update(direct_ingress_env(opts.port, _free_port()))
+            os.environ.update(direct_ingress_env(opts.port, free_loopback_port()))
     started = connect_ray(settings)
     # Ray starts its HTTP proxy even with direct ingress: then on another port.
-    proxy_port = _free_port() if _direct_ingress_port() == opts.port else opts.port
+    proxy_port = (
+        free_loopback_port() if _direct_ingress_port() == opts.port else opts.port
+    )
     gpu = settings.cluster.use_gpu == "always" or (
         settings.cluster.use_gpu == "auto" and has_gpus()
     )

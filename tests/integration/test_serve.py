@@ -7,7 +7,6 @@ gone before the model replica takes a CPU of the 2-CPU session Ray.
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import pytest
 
 from models import ModelCard
 from pipelines import parse_header, study_key
+from ray_cluster._internal.ray_runtime import free_loopback_port
 from ray_cluster.client import ClientError, MedrayClient, encode_instances
 from ray_cluster.ingest import ingest_folder
 from ray_cluster.job import run_job
@@ -32,12 +32,6 @@ RADIOGRAPH = "xr_dx_chest_highdicom"
 SERIES = "mr_enhanced_multiframe_siemens_xa10"
 MAX_UPLOAD_MB = 1.0
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def files_of(folder: Path) -> list[Path]:
@@ -98,7 +92,7 @@ def service(
     key_file.write_text(f"# test keys\n{API_KEY}\n", encoding="utf-8")
     serve_settings = s3_server.settings.serve.model_copy(
         update={
-            "port": free_port(),
+            "port": free_loopback_port(),
             "api_key_file": key_file,
             "max_upload_mb": MAX_UPLOAD_MB,
             "min_replicas": 1,

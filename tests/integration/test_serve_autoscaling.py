@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from models import ModelCard
+from ray_cluster._internal.ray_runtime import free_loopback_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,14 +27,6 @@ RADIOGRAPH = SHARED_DATA / "dicom" / "xr_dx_chest_highdicom"
 LOAD_DEADLINE_S = 60.0
 LOAD_BUDGET = 5000
 DOWNSCALE_DEADLINE_S = 60.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +44,7 @@ def scaling_service(
     key_file.write_text(API_KEY + "\n", encoding="utf-8")
     serve_settings = s3_server.settings.serve.model_copy(
         update={
-            "port": _free_port(),
+            "port": free_loopback_port(),
             "api_key_file": key_file,
             "min_replicas": 1,
             "max_replicas": 2,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,17 +23,12 @@ import httpx
 import pytest
 
 from models import ModelCard
+from ray_cluster._internal.ray_runtime import free_loopback_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 API_KEY = "cli-serve-key-0123456789"
 READY_DEADLINE_S = 180.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _listeners(port: int | None) -> str:
@@ -77,7 +71,7 @@ def test_local_serve_answers_through_direct_ingress(
     body = (
         shared_data / "dicom" / "xr_dx_chest_highdicom" / "dx_image.dcm"
     ).read_bytes()
-    port = _free_port()
+    port = free_loopback_port()
     # As after `medray store up`: no endpoint or keys, only the store's folder.
     env = {
         k: v
