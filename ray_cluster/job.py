@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import secrets
 import time
 from collections import deque
@@ -40,7 +39,7 @@ from ray_cluster.registry import ModelRegistry
 from ray_cluster.storage import (
     ObjectStore,
     S3Url,
-    resolve_credentials,
+    export_credentials,
     resolve_endpoint,
 )
 
@@ -117,9 +116,7 @@ def _export_node_credentials(settings: Settings) -> Settings:
     Workers of a local Ray inherit the environment of the node, so this is how
     credentials reach actors on this node; they never travel as arguments.
     """
-    access, secret = resolve_credentials(settings.storage)
-    os.environ.setdefault("MEDRAY_STORAGE__ACCESS_KEY", access.get_secret_value())
-    os.environ.setdefault("MEDRAY_STORAGE__SECRET_KEY", secret.get_secret_value())
+    export_credentials(settings.storage)
     endpoint = resolve_endpoint(settings.storage)
     storage = settings.storage.model_copy(update={"endpoint": endpoint})
     return settings.model_copy(update={"storage": storage})

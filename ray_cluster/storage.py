@@ -37,6 +37,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectStore",
     "S3Url",
+    "export_credentials",
     "resolve_credentials",
     "resolve_endpoint",
 ]
@@ -214,6 +215,21 @@ def resolve_credentials(
         f"no S3 credentials found: {_CREDENTIAL_HINT}{hint}",
         key="storage.access_key",
     )
+
+
+def export_credentials(storage: StorageSettings) -> None:
+    """Put the credentials for ``storage`` in this process's environment.
+
+    Called before a local Ray starts: its workers inherit the environment, so
+    actors read credentials from their node and never receive them as arguments.
+    Variables already set are kept.
+
+    Raises:
+        ConfigError: No source holds both keys (`resolve_credentials`).
+    """
+    access, secret = resolve_credentials(storage)
+    os.environ.setdefault("MEDRAY_STORAGE__ACCESS_KEY", access.get_secret_value())
+    os.environ.setdefault("MEDRAY_STORAGE__SECRET_KEY", secret.get_secret_value())
 
 
 def resolve_endpoint(storage: StorageSettings) -> str:

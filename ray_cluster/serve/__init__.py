@@ -28,7 +28,12 @@ from ray_cluster.config import Settings
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.serve.app import APP_NAME, OPEN_PATHS, StudyReference, build_app
 from ray_cluster.serve.auth import ENV_API_KEYS, ApiKeys
-from ray_cluster.storage import ObjectStore, resolve_credentials, resolve_endpoint
+from ray_cluster.storage import (
+    ObjectStore,
+    export_credentials,
+    resolve_credentials,
+    resolve_endpoint,
+)
 
 __all__ = [
     "APP_NAME",
@@ -73,9 +78,7 @@ def _export_node_secrets(settings: Settings) -> None:
     the replicas read secrets from their node and never receive them as
     arguments.
     """
-    access, secret = resolve_credentials(settings.storage)
-    os.environ.setdefault("MEDRAY_STORAGE__ACCESS_KEY", access.get_secret_value())
-    os.environ.setdefault("MEDRAY_STORAGE__SECRET_KEY", secret.get_secret_value())
+    export_credentials(settings.storage)
     keys = [k.get_secret_value() for k in settings.serve.api_keys]
     if keys and ENV_API_KEYS not in os.environ:
         os.environ[ENV_API_KEYS] = json.dumps(keys)
