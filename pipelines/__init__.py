@@ -6,7 +6,14 @@ NullHandler to its logger; applications configure logging.
 
 import logging
 
-from pipelines.dicom_io import header_from_dataset, parse_header, read_instance, sniff
+from pipelines.dicom_io import (
+    InstanceIdentity,
+    header_from_dataset,
+    identify_instance,
+    parse_header,
+    read_instance,
+    sniff,
+)
 from pipelines.errors import (
     DecodeBudgetError,
     InvalidStudyError,
@@ -47,6 +54,7 @@ __all__ = [
     "DecodedInstance",
     "ExcludedInstance",
     "InstanceHeader",
+    "InstanceIdentity",
     "InvalidStudyError",
     "MissingTagError",
     "NeedMoreBytes",
@@ -67,6 +75,7 @@ __all__ = [
     "build_input",
     "decode_instance",
     "header_from_dataset",
+    "identify_instance",
     "parse_header",
     "read_instance",
     "resample_to_spacing",

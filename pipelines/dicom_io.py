@@ -13,6 +13,7 @@ import io
 import logging
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pydicom
@@ -31,7 +32,9 @@ from pipelines.errors import NeedMoreBytes, NotDicomError, TruncatedError
 from pipelines.records import HeaderStatus, InstanceHeader
 
 __all__ = [
+    "InstanceIdentity",
     "header_from_dataset",
+    "identify_instance",
     "parse_header",
     "read_instance",
     "sniff",
@@ -260,14 +263,69 @@ def parse_header(data: bytes, *, key: str, total_size: int) -> InstanceHeader:
     Raises:
         NeedMoreBytes: The prefix is too short; ``wanted`` is the next length.
     """
+    parsed = _parse_prefix(data, key, total_size)
+    if parsed.ds is None:
+        return InstanceHeader(
+            key=key, size=total_size, status=parsed.status, reason=parsed.reason
+        )
+    return header_from_dataset(
+        parsed.ds,
+        key=key,
+        size=total_size,
+        status=parsed.status,
+        reason=parsed.reason,
+        ts_inferred=parsed.ts_inferred,
+        warnings=parsed.codes,
+    )
+
+
+@dataclass(frozen=True)
+class InstanceIdentity:
+    """What an object is and which study it belongs to: `parse_header`'s
+    ``status``, ``reason`` and ``study_uid``, without the other header facts."""
+
+    status: HeaderStatus
+    reason: str
+    study_uid: str
+
+
+def identify_instance(data: bytes, *, key: str) -> InstanceIdentity:
+    """Tell the status and StudyInstanceUID of a whole object, cheaply.
+
+    The same parse as `parse_header` (so the same status and study), without
+    converting the other header elements: about half its time.
+
+    Args:
+        data: The whole object.
+        key: Object key, used in log records.
+
+    Returns:
+        Status, reason code and StudyInstanceUID ("" when absent).
+    """
+    parsed = _parse_prefix(data, key, len(data))
+    study_uid = ""
+    if parsed.ds is not None:
+        study_uid = str(parsed.ds.get("StudyInstanceUID", "") or "")
+    return InstanceIdentity(parsed.status, parsed.reason, study_uid)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    ds: Dataset | None
+    status: HeaderStatus
+    reason: str
+    ts_inferred: bool = False
+    codes: list[str] = field(default_factory=list)
+
+
+def _parse_prefix(data: bytes, key: str, total_size: int) -> _Parsed:
+    """Parse up to Pixel Data; ``ds`` is None when nothing could be parsed."""
     is_prefix = len(data) < total_size
     layout, reason = sniff(data)
     if layout == "none":
         if is_prefix and len(data) < 132:
             raise _need_more(key, data, total_size)
-        return InstanceHeader(
-            key=key, size=total_size, status="not_dicom", reason=reason
-        )
+        return _Parsed(None, "not_dicom", reason)
 
     try:
         ds, reached = _read_partial(data)
@@ -275,24 +333,14 @@ def parse_header(data: bytes, *, key: str, total_size: int) -> InstanceHeader:
         if is_prefix:
             raise _need_more(key, data, total_size) from exc
         logger.debug("%s: header parse failed: %s", key, type(exc).__name__)
-        return InstanceHeader(
-            key=key, size=total_size, status="unreadable", reason="unparseable"
-        )
+        return _Parsed(None, "unreadable", "unparseable")
     if not reached and is_prefix:
         raise _need_more(key, data, total_size)
 
     ts_inferred = _infer_transfer_syntax(ds)
     codes = _apply_charset(ds, key, None)
     status, reason = _classify(ds, reached)
-    return header_from_dataset(
-        ds,
-        key=key,
-        size=total_size,
-        status=status,
-        reason=reason,
-        ts_inferred=ts_inferred,
-        warnings=codes,
-    )
+    return _Parsed(ds, status, reason, ts_inferred, codes)
 
 
 def _need_more(key: str, data: bytes, total_size: int) -> NeedMoreBytes:

@@ -206,12 +206,15 @@ class StudyImages:
         skipped: Objects that are not images (DICOMDIR, SR, non-DICOM files).
         errors: Objects that should be images but cannot be used.
         study_uid: StudyInstanceUID (use :attr:`study_key` in logs).
+        study_uids: Every non-empty StudyInstanceUID of the objects that
+            became images (one, unless objects of several studies were mixed).
     """
 
     series: list[SeriesImage] = field(default_factory=list)
     skipped: list[ObjectIssue] = field(default_factory=list)
     errors: list[ObjectIssue] = field(default_factory=list)
     study_uid: str = ""
+    study_uids: set[str] = field(default_factory=set)
 
     @property
     def study_key(self) -> str:
@@ -415,6 +418,8 @@ def _load(
             instances.append(
                 _explode(ds, header, decoded.array, [*codes, *decoded.warnings])
             )
+            if header.study_uid:
+                study.study_uids.add(header.study_uid)
         except InvalidStudyError as exc:
             target = study.skipped if exc.code in _NOT_DICOM_CODES else study.errors
             target.append(ObjectIssue(key, exc.code, exc.message))

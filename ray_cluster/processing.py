@@ -7,6 +7,7 @@ probabilities into the versioned result), so every path gives the same answer.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from pipelines import (
     DecodeLimits,
     ObjectIssue,
     SeriesImage,
+    StudyImages,
     assemble_study,
     build_input,
     study_key,
@@ -36,6 +38,7 @@ __all__ = [
     "finish_study",
     "model_results_prefix",
     "predict_study_images",
+    "prepare_images",
     "prepare_study",
     "result_key",
 ]
@@ -45,7 +48,9 @@ logger = logging.getLogger(__name__)
 RESULT_SCHEMA_VERSION = "1.0"
 
 
+@functools.cache
 def code_version() -> str:
+    """Version of the installed medray (read once: package metadata is on disk)."""
     try:
         return version("medray")
     except PackageNotFoundError:  # pragma: no cover - source tree without install
@@ -106,7 +111,13 @@ def prepare_study(
     Returns:
         The prepared study.
     """
-    images = assemble_study(objects, limits)
+    return prepare_images(study_uid, assemble_study(objects, limits), card)
+
+
+def prepare_images(
+    study_uid: str, images: StudyImages, card: ModelCard
+) -> PreparedStudy:
+    """Build the model's input of an assembled study (see `prepare_study`)."""
     series = [_prepare_series(s, dict(card.input)) for s in images.series]
     return PreparedStudy(
         study_uid=study_uid,

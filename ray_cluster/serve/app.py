@@ -34,7 +34,6 @@ from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models import ModelCard
-from pipelines import study_key
 from ray_cluster.config import ServeSettings, Settings
 from ray_cluster.errors import ConfigError
 from ray_cluster.log import configure_logging
@@ -46,7 +45,6 @@ from ray_cluster.serve.model import Answer, ModelServer
 from ray_cluster.serve.uploads import (
     RequestRejected,
     body_kind,
-    identify_study,
     read_limited,
     split_parts,
 )
@@ -82,9 +80,6 @@ REPLICA_ENV = {
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
 }
-#: Bodies up to this size are parsed on the event loop: a thread hop costs more
-#: than reading the headers of a few small instances.
-INLINE_PARSE_BYTES = 1024 * 1024
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -274,14 +269,14 @@ class Ingress:
             )
         return gate
 
-    async def call_model(self, name: str, study_uid: str, objects: list[Any]) -> Answer:
-        """Ask a model deployment for a study's result, bounded in time.
+    async def call_model(self, name: str, objects: list[Any]) -> Answer:
+        """Ask a model deployment for the result of uploaded instances, bounded in time.
 
         Raises:
             RequestRejected: 503 when the model's queue is full or the request
                 runs past ``serve.request_timeout_s``.
         """
-        response = self.models[name].predict.remote(study_uid, objects)
+        response = self.models[name].predict.remote(objects)
         answer: Answer = await self._bounded(response, f"model {name}")
         return answer
 
@@ -476,24 +471,21 @@ async def _predict(
     )
     read_at = time.perf_counter()
 
-    size = len(body)
     parts = split_parts(body, kind, boundary)
     del body
     objects = [(f"part-{i}", data) for i, data in enumerate(parts)]
-    if size <= INLINE_PARSE_BYTES:
-        study_uid, kept, _ = identify_study(objects)
-    else:
-        study_uid, kept, _ = await asyncio.to_thread(identify_study, objects)
-    request.state.study_key = study_key(study_uid)
-    parsed_at = time.perf_counter()
+    split_at = time.perf_counter()
 
-    answer = await ingress.call_model(name, study_uid, kept)
+    answer = await ingress.call_model(name, objects)
+    if answer.rejection is not None:
+        raise RequestRejected(*answer.rejection)
+    request.state.study_key = answer.result.get("study_key", "-")
     response = JSONResponse(answer.result)
     if ingress.server_timing:
         stages = {
             "read": read_at - started,
-            "parse": parsed_at - read_at,
-            "model_call": time.perf_counter() - parsed_at,
+            "split": split_at - read_at,
+            "model_call": time.perf_counter() - split_at,
         }
         stages_ms = {k: 1000 * v for k, v in stages.items()} | answer.stages_ms
         stages_ms["ingress"] = 1000 * (time.perf_counter() - started)
@@ -561,6 +553,7 @@ def build_app(
             backpressure_config={"status_code": 503, "retry_after_s": 1},
             ray_actor_options=resources,
             health_check_period_s=10.0,
+            logging_config={"enable_access_log": False},
         )(ModelServer)
         model_apps[card.name] = deployment.bind(safe, card.to_json(), log_level)
     jobs = serve.deployment(

@@ -15,6 +15,7 @@ ingress's optional ``Server-Timing`` header.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -26,18 +27,20 @@ import numpy as np
 import torch
 
 from models import ModelCard, load_model, predict_batch, resolve_device
-from pipelines import DecodeLimits
+from pipelines import DecodeLimits, assemble_study
 from ray_cluster.config import Settings
 from ray_cluster.log import configure_logging, log_context
 from ray_cluster.processing import (
     PreparedStudy,
     dumps_result,
     finish_study,
+    prepare_images,
     prepare_study,
     result_key,
 )
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.serve._loopback import bind_replica_grpc_to_loopback
+from ray_cluster.serve.uploads import RequestRejected, vet_upload
 from ray_cluster.storage import ObjectStore
 
 __all__ = ["Answer", "Batcher", "ModelServer", "images_in"]
@@ -60,6 +63,9 @@ class Answer:
 
     result: dict[str, Any]
     stages_ms: dict[str, float] = field(default_factory=dict)
+    #: ``(HTTP status, code, message)`` when an upload breaks the catalog's
+    #: rules (`vet_upload`); ``result`` is then empty.
+    rejection: tuple[int, str, str] | None = None
 
 
 def images_in(chunks: Sequence[np.ndarray]) -> int:
@@ -219,14 +225,17 @@ class ModelServer:
             stages["forward"] = max(stages.get("forward", 0.0), 1000 * seconds)
         return np.concatenate([p for p, _, _ in parts])
 
+    def _prepare_upload(self, objects: Sequence[tuple[str, bytes]]) -> PreparedStudy:
+        images = assemble_study(objects, self.limits)
+        study_uid, images = vet_upload(objects, images)
+        return prepare_images(study_uid, images, self.card)
+
     async def _answer(
-        self, study_uid: str, objects: Sequence[tuple[str, bytes]]
+        self, prepare: Callable[[], PreparedStudy]
     ) -> tuple[PreparedStudy, Answer]:
         stages: dict[str, float] = {}
         started = time.perf_counter()
-        prepared = await asyncio.to_thread(
-            prepare_study, study_uid, objects, self.card, self.limits
-        )
+        prepared = await asyncio.to_thread(prepare)
         prepared_at = time.perf_counter()
         probs = await asyncio.gather(
             *(self._infer_series(s.inputs, stages) for s in prepared.series)
@@ -239,17 +248,25 @@ class ModelServer:
         stages["model"] = 1000 * (done - started)
         return prepared, Answer(result, stages)
 
-    async def predict(self, study_uid: str, objects: list[tuple[str, bytes]]) -> Answer:
+    async def predict(self, objects: list[tuple[str, bytes]]) -> Answer:
         """Answer a study sent with the request.
 
+        Each instance is read once: the upload's checks (`vet_upload`) use the
+        headers of the decode.
+
         Args:
-            study_uid: StudyInstanceUID of the objects.
-            objects: ``(name, bytes)`` of each instance with pixel data.
+            objects: ``(name, bytes)`` of each uploaded instance.
 
         Returns:
-            The result, as `finish_study` builds it, and the time of each stage.
+            The result, as `finish_study` builds it, and the time of each stage;
+            or the rejection of an upload that is not one study of images.
         """
-        prepared, answer = await self._answer(study_uid, objects)
+        try:
+            prepared, answer = await self._answer(
+                functools.partial(self._prepare_upload, objects)
+            )
+        except RequestRejected as exc:
+            return Answer({}, rejection=(exc.status, exc.code, exc.message))
         logger.info(
             "study %s: %d series, %d images, %.0f ms",
             prepared.study_key,
@@ -277,7 +294,9 @@ class ModelServer:
             The result.
         """
         objects = await asyncio.to_thread(self.store.get_many, bucket, keys)
-        prepared, answer = await self._answer(study_uid, objects)
+        prepared, answer = await self._answer(
+            functools.partial(prepare_study, study_uid, objects, self.card, self.limits)
+        )
         result = answer.result
         del objects
         key = result_key(

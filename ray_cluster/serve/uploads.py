@@ -19,7 +19,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
-from pipelines import InstanceHeader, parse_header
+from pipelines import StudyImages, identify_instance
 
 if TYPE_CHECKING:  # a typing-only name of python-multipart
     from python_multipart.multipart import MultipartCallbacks
@@ -28,9 +28,9 @@ __all__ = [
     "DICOM_TYPES",
     "RequestRejected",
     "body_kind",
-    "identify_study",
     "read_limited",
     "split_parts",
+    "vet_upload",
 ]
 
 logger = logging.getLogger(__name__)
@@ -222,40 +222,48 @@ def _callbacks(collector: _PartCollector) -> MultipartCallbacks:
     }
 
 
-def identify_study(
-    objects: Sequence[tuple[str, bytes]],
-) -> tuple[str, list[tuple[str, bytes]], list[InstanceHeader]]:
-    """Find the one study of uploaded instances and keep those with pixels.
+def vet_upload(
+    objects: Sequence[tuple[str, bytes]], images: StudyImages
+) -> tuple[str, StudyImages]:
+    """Apply the catalog's rules to uploaded instances, after one full read.
 
-    Instances without pixel data (a DICOMDIR, a report) are left out, as the
-    batch job's catalog leaves them out.
+    ``images`` is `pipelines.assemble_study` of ``objects``. The instances that
+    became images need no other parse. Those that did not are parsed the way
+    the batch job's catalog parses them (`pipelines.identify_instance`):
+    instances without pixel data (a DICOMDIR, a report) are left out, as the
+    catalog leaves them out; image instances that failed to decode stay in the
+    study's errors, as in the batch job.
 
     Returns:
-        ``(study uid, objects with pixel data, headers of those)``.
+        ``(study uid, images without the left-out instances)``.
 
     Raises:
         RequestRejected: 400 when a part is not DICOM or unreadable, when no part
             has pixel data, or when the parts belong to several studies.
     """
-    kept: list[tuple[str, bytes]] = []
-    headers: list[InstanceHeader] = []
-    studies: set[str] = set()
+    failed = {i.key for i in images.skipped} | {i.key for i in images.errors}
+    studies = set(images.study_uids)
+    left_out: set[str] = set()
+    has_image = False
     for key, data in objects:
-        header = parse_header(data, key=key, total_size=len(data))
-        if header.status in ("not_dicom", "unreadable"):
+        if key not in failed:
+            has_image = True
+            continue
+        found = identify_instance(data, key=key)
+        if found.status in ("not_dicom", "unreadable"):
             raise RequestRejected(
                 400,
                 "not_dicom",
                 f"{key} is not a readable DICOM instance "
-                f"({header.reason or header.status}); send DICOM Part 10 files",
+                f"({found.reason or found.status}); send DICOM Part 10 files",
             )
-        if header.status != "image":
+        if found.status != "image":
+            left_out.add(key)
             continue
-        if header.study_uid:
-            studies.add(header.study_uid)
-        kept.append((key, data))
-        headers.append(header)
-    if not kept:
+        has_image = True
+        if found.study_uid:
+            studies.add(found.study_uid)
+    if not has_image:
         raise RequestRejected(
             400,
             "no_image",
@@ -275,4 +283,6 @@ def identify_study(
             f"the instances belong to {len(studies)} studies; send exactly one "
             "study per request (StudyInstanceUID must be set and equal)",
         )
-    return studies.pop(), kept, headers
+    images.skipped = [i for i in images.skipped if i.key not in left_out]
+    images.errors = [i for i in images.errors if i.key not in left_out]
+    return studies.pop(), images

@@ -152,7 +152,7 @@ def test_predict_says_where_its_time_went(service: Service, shared_data: Path) -
     for item in response.headers["server-timing"].split(","):
         name, _, duration = item.strip().partition(";dur=")
         stages[name] = float(duration)
-    expected = {"read", "parse", "model_call", "prepare", "batch_wait", "forward"}
+    expected = {"read", "split", "model_call", "prepare", "batch_wait", "forward"}
     assert expected | {"finish", "model", "ingress"} == set(stages)
     assert all(v >= 0 for v in stages.values())
     assert stages["ingress"] >= stages["model_call"] >= stages["model"]

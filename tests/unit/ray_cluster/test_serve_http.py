@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from pipelines import StudyImages, assemble_study
 from ray_cluster.client import encode_instances, read_api_key
 from ray_cluster.config import ServeSettings, load_settings
 from ray_cluster.errors import ConfigError
@@ -19,9 +21,9 @@ from ray_cluster.serve.auth import ENV_API_KEYS, ApiKeys, KeyCheck, presented_ke
 from ray_cluster.serve.uploads import (
     RequestRejected,
     body_kind,
-    identify_study,
     read_limited,
     split_parts,
+    vet_upload,
 )
 
 KEY = "k" * 20
@@ -98,7 +100,7 @@ def test_size_limit_on_declared_and_streamed_size() -> None:
     assert bad.value.status == 400
 
 
-def _instance(study_uid: str) -> bytes:
+def _instance(study_uid: str, *, pixels: bytes = bytes(16)) -> bytes:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -115,8 +117,7 @@ def _instance(study_uid: str) -> bytes:
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
     ds.PixelRepresentation = 0
-    ds.PixelData = bytes(16)
-    import io
+    ds.PixelData = pixels
 
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
@@ -131,15 +132,59 @@ def test_multipart_round_trip_and_study_checks() -> None:
     parts = split_parts(body, kind, boundary)
     assert parts == [first, second]
 
-    uid, kept, headers = identify_study([("part-0", first), ("part-1", second)])
+    uid, images = _vet([first, second])
     assert uid == study
-    assert [k for k, _ in kept] == ["part-0", "part-1"]
-    assert len(headers) == 2
+    assert sum(s.array.shape[0] for s in images.series) == 2
 
     with pytest.raises(RequestRejected, match="2 studies"):
-        identify_study([("part-0", first), ("part-1", _instance(generate_uid()))])
+        _vet([first, _instance(generate_uid())])
     with pytest.raises(RequestRejected, match="part-1 is not a readable DICOM"):
-        identify_study([("part-0", first), ("part-1", b"\0" * 300)])
+        _vet([first, b"\0" * 300])
+
+
+def _report(study_uid: str) -> bytes:
+    """A Basic Text SR instance: no pixel data, and not an image."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "SR"
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _vet(parts: list[bytes]) -> tuple[str, StudyImages]:
+    objects = [(f"part-{i}", data) for i, data in enumerate(parts)]
+    return vet_upload(objects, assemble_study(objects))
+
+
+def test_upload_rules_match_the_catalog() -> None:
+    study = generate_uid()
+    image = _instance(study)
+    # An instance without pixels (a report, say) is left out, as the catalog
+    # leaves it out of the batch job's study.
+    uid, images = _vet([image, _report(study)])
+    assert uid == study and images.skipped == [] and images.errors == []
+    # An image whose pixels cannot be decoded (too few bytes) stays in the
+    # study's errors, as in the batch job, and its study still counts.
+    uid, images = _vet([image, _instance(study, pixels=bytes(8))])
+    assert uid == study
+    assert [e.key for e in images.errors] == ["part-1"]
+    with pytest.raises(RequestRejected, match="2 studies"):
+        _vet([image, _instance(generate_uid(), pixels=bytes(8))])
+    with pytest.raises(RequestRejected) as none:
+        _vet([_report(study)])
+    assert none.value.code == "no_image"
+    with pytest.raises(RequestRejected) as anonymous:
+        _vet([_instance("")])
+    assert anonymous.value.code == "no_study_uid"
 
 
 def test_multipart_refuses_other_parts_and_garbage() -> None:
