@@ -385,13 +385,11 @@ def _build_api(ingress: Ingress) -> FastAPI:
             raise RequestRejected(404, "unknown_model", _unknown_model(ingress, name))
         kind, boundary = body_kind(request.headers.get("content-type"))
         gate = ingress.admit(name)
-        answered = False
         try:
-            response = await _predict(ingress, name, request, kind, boundary)
-            answered = True
-            return response
+            return await _predict(ingress, name, request, kind, boundary)
         finally:
-            gate.leave(answered)
+            # A model's answer is a service sample, a refused upload's too.
+            gate.leave(getattr(request.state, "model_answered", False))
 
     @api.post(
         "/v1/studies",
@@ -477,6 +475,7 @@ async def _predict(
     split_at = time.perf_counter()
 
     answer = await ingress.call_model(name, objects)
+    request.state.model_answered = True
     if answer.rejection is not None:
         raise RequestRejected(*answer.rejection)
     request.state.study_key = answer.result.get("study_key", "-")
