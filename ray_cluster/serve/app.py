@@ -57,6 +57,7 @@ __all__ = [
     "build_app",
     "model_capacity",
     "model_max_ongoing",
+    "replica_env",
 ]
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,23 @@ REPLICA_ENV = {
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
 }
+#: Room in a gRPC message between replicas beyond the upload it carries.
+GRPC_MARGIN_BYTES = 1024 * 1024
+#: Serve's own limit of a gRPC message between replicas (its default).
+SERVE_GRPC_DEFAULT_BYTES = 4 * 1024 * 1024
+
+
+def replica_env(opts: ServeSettings) -> dict[str, str]:
+    """Environment of the ingress and model replicas (their ``runtime_env``).
+
+    `REPLICA_ENV`, and a gRPC message limit between replicas that holds the
+    largest upload: the ingress hands a body to a model replica in one message,
+    and Serve's default limit (4 MiB) would fail larger uploads.
+    """
+    limit = int(opts.max_upload_mb * 1024 * 1024) + GRPC_MARGIN_BYTES
+    grpc_limit = str(max(limit, SERVE_GRPC_DEFAULT_BYTES))
+    return {**REPLICA_ENV, "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": grpc_limit}
+
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -322,6 +340,17 @@ def _build_api(ingress: Ingress) -> FastAPI:
         code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail), **(exc.headers or {}))
 
+    @api.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Our error shape for a failure nobody foresaw; the log has the details.
+        logger.error("request failed: %s", type(exc).__name__, exc_info=exc)
+        return _error(
+            500,
+            "internal_error",
+            "the service failed on this request; its operators find the cause in "
+            "the ingress log",
+        )
+
     @api.get("/healthz", summary="The process answers.")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -537,7 +566,7 @@ def build_app(
         "metrics_interval_s": opts.metrics_interval_s,
         "look_back_period_s": max(opts.look_back_period_s, 2 * opts.metrics_interval_s),
     }
-    runtime_env = {"env_vars": dict(REPLICA_ENV)}
+    runtime_env = {"env_vars": replica_env(opts)}
     resources: dict[str, Any] = (
         {"num_cpus": 0, "num_gpus": 1} if use_gpu else {"num_cpus": 1}
     )

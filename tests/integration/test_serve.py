@@ -6,6 +6,7 @@ gone before the model replica takes a CPU of the 2-CPU session Ray.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -14,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import pydicom
 import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from models import ModelCard
 from pipelines import parse_header, study_key
@@ -30,7 +35,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 API_KEY = "test-key-0123456789abcdef"
 RADIOGRAPH = "xr_dx_chest_highdicom"
 SERIES = "mr_enhanced_multiframe_siemens_xa10"
-MAX_UPLOAD_MB = 1.0
+#: Above Serve's 4 MiB default for gRPC messages between replicas.
+MAX_UPLOAD_MB = 8.0
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
@@ -140,6 +146,44 @@ def test_predict_gives_the_batch_result(
         result = medray.predict(paths, model="tiny")
     same_outputs(result, service.batch.results[uid_of(paths[0])])
     assert result["model"]["sha256"]
+
+
+def _large_instance(size_bytes: int) -> bytes:
+    """One uncompressed 16-bit CT-like instance of about ``size_bytes``."""
+    side = int((size_bytes / 2) ** 0.5)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "CT"
+    ds.Rows = ds.Columns = side
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelRepresentation = 0
+    ds.PixelSpacing = [0.5, 0.5]
+    ds.PixelData = (
+        np.random.default_rng(0).integers(0, 4096, (side, side), np.uint16).tobytes()
+    )
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_predict_takes_uploads_over_serves_grpc_default(service: Service) -> None:
+    # Serve's gRPC between replicas refuses messages over 4 MiB by default.
+    body = _large_instance(5 * 1024 * 1024)
+    assert 4 * 1024 * 1024 < len(body) < MAX_UPLOAD_MB * 1024 * 1024
+    with client(service) as medray:
+        result = medray.predict([body], model="tiny")
+    assert result["error"] is None
+    assert result["series"][0]["output"]["images_used"] == 1
 
 
 def test_predict_says_where_its_time_went(service: Service, shared_data: Path) -> None:

@@ -303,6 +303,17 @@ def test_replicas_run_handlers_on_their_own_loop() -> None:
     assert REPLICA_ENV["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] == "0"
 
 
+def test_replica_grpc_messages_hold_the_largest_upload() -> None:
+    from ray_cluster.serve.app import replica_env
+
+    env = replica_env(ServeSettings(max_upload_mb=64))
+    assert int(env["RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH"]) > 64 * 1024 * 1024
+    assert env["RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP"] == "0"
+    # Never below Serve's own default.
+    small = replica_env(ServeSettings(max_upload_mb=0.5))
+    assert int(small["RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH"]) == 4 * 1024 * 1024
+
+
 def test_a_client_gone_mid_body_is_a_400_not_a_crash() -> None:
     from starlette.requests import ClientDisconnect
 
