@@ -26,7 +26,13 @@ from ray_cluster._internal.ray_runtime import (
 )
 from ray_cluster.config import Settings
 from ray_cluster.registry import ModelRegistry
-from ray_cluster.serve.app import APP_NAME, OPEN_PATHS, StudyReference, build_app
+from ray_cluster.serve.app import (
+    APP_NAME,
+    OPEN_PATHS,
+    StudyReference,
+    build_app,
+    serve_logging,
+)
 from ray_cluster.serve.auth import ENV_API_KEYS, ApiKeys
 from ray_cluster.storage import (
     ObjectStore,
@@ -171,7 +177,9 @@ def deploy(
         if opts.direct_ingress:
             # Read by the local Ray's controller and replicas when they start.
             os.environ.update(direct_ingress_env(opts.port, free_loopback_port()))
-    started = connect_ray(settings)
+    # A local `medray serve` is the console of its service: replica log
+    # records (access lines, errors) are shown there.
+    started = connect_ray(settings, log_to_driver=local)
     # Ray starts its HTTP proxy even with direct ingress: then on another port.
     proxy_port = (
         free_loopback_port() if _direct_ingress_port() == opts.port else opts.port
@@ -186,7 +194,8 @@ def deploy(
                 "host": opts.host,
                 "port": proxy_port,
                 "request_timeout_s": opts.request_timeout_s + PROXY_TIMEOUT_MARGIN_S,
-            }
+            },
+            logging_config=serve_logging(log_level),
         )
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     host = "127.0.0.1" if opts.host in ("0.0.0.0", "::") else opts.host

@@ -58,6 +58,7 @@ __all__ = [
     "model_capacity",
     "model_max_ongoing",
     "replica_env",
+    "serve_logging",
 ]
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,17 @@ REPLICA_ENV = {
 GRPC_MARGIN_BYTES = 1024 * 1024
 #: Serve's own limit of a gRPC message between replicas (its default).
 SERVE_GRPC_DEFAULT_BYTES = 4 * 1024 * 1024
+
+
+def serve_logging(log_level: str) -> dict[str, Any]:
+    """Serve's logging config of medray's actors: Serve's own records at
+    ``log_level`` or above (at most WARNING), no Serve access log (the
+    ingress writes its own lines)."""
+    level = logging.getLevelName(log_level.upper())
+    serve_level = (
+        log_level.upper() if level in (logging.DEBUG, logging.INFO) else "WARNING"
+    )
+    return {"log_level": serve_level, "enable_access_log": False}
 
 
 def replica_env(opts: ServeSettings) -> dict[str, str]:
@@ -581,7 +593,7 @@ def build_app(
             backpressure_config={"status_code": 503, "retry_after_s": 1},
             ray_actor_options=resources,
             health_check_period_s=10.0,
-            logging_config={"enable_access_log": False},
+            logging_config=serve_logging(log_level),
         )(ModelServer)
         model_apps[card.name] = deployment.bind(safe, card.to_json(), log_level)
     jobs = serve.deployment(
@@ -589,6 +601,7 @@ def build_app(
         num_replicas=1,
         max_ongoing_requests=1000,
         ray_actor_options={"num_cpus": 0},
+        logging_config=serve_logging(log_level),
     )(StudyJobs).bind(safe, model_apps, log_level)
     ingress_cls = serve.ingress()(Ingress)
     ingress = serve.deployment(
@@ -598,7 +611,7 @@ def build_app(
         max_queued_requests=INGRESS_MAX_QUEUED,
         backpressure_config={"status_code": 503, "retry_after_s": 1},
         ray_actor_options={"num_cpus": 0, "runtime_env": runtime_env},
-        logging_config={"enable_access_log": False},
+        logging_config=serve_logging(log_level),
     )(ingress_cls)
     return ingress.bind(
         safe, {c.name: c.to_json() for c in cards}, model_apps, jobs, log_level

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pydicom
 import pytest
 
 from models import ModelCard
@@ -47,7 +49,7 @@ def _listeners(port: int | None) -> str:
     return done.stdout
 
 
-def _wait_served(process: subprocess.Popen[bytes]) -> dict[str, Any]:
+def _wait_served(process: subprocess.Popen[bytes], err_file: Path) -> dict[str, Any]:
     """The JSON line `medray serve --json` prints once the application runs."""
     lines: list[bytes] = []
 
@@ -59,7 +61,7 @@ def _wait_served(process: subprocess.Popen[bytes]) -> dict[str, Any]:
     reader.join(READY_DEADLINE_S)
     if not lines or not lines[0].strip():
         process.kill()
-        err = process.stderr.read().decode()[-3000:] if process.stderr else ""
+        err = err_file.read_text(errors="replace")[-3000:]
         pytest.fail(f"medray serve did not start (exit {process.wait()}): {err}")
     served: dict[str, Any] = json.loads(lines[0])
     return served
@@ -68,9 +70,15 @@ def _wait_served(process: subprocess.Popen[bytes]) -> dict[str, Any]:
 def test_local_serve_answers_through_direct_ingress(
     s3_server: Any, tiny_model: ModelCard, shared_data: Path, tmp_path: Path
 ) -> None:
-    body = (
-        shared_data / "dicom" / "xr_dx_chest_highdicom" / "dx_image.dcm"
-    ).read_bytes()
+    source = shared_data / "dicom" / "xr_dx_chest_highdicom" / "dx_image.dcm"
+    body = source.read_bytes()
+    header = pydicom.dcmread(source, stop_before_pixels=True)
+    patient_data = [
+        str(header.PatientName),
+        str(header.PatientID),
+        str(header.PatientBirthDate),
+        str(header.AccessionNumber),
+    ]
     port = free_loopback_port()
     # As after `medray store up`: no endpoint or keys, only the store's folder.
     env = {
@@ -88,17 +96,19 @@ def test_local_serve_answers_through_direct_ingress(
             "MEDRAY_TORCH_THREADS": "1",
         }
     )
-    command = [sys.executable, "-m", "ray_cluster.cli", "serve", "--model", "tiny"]
-    command.append("--json")
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    command = [sys.executable, "-m", "ray_cluster.cli", "--log-level", "info"]
+    command += ["serve", "--model", "tiny", "--json"]
+    err_file = tmp_path / "serve.err"
+    with err_file.open("wb") as err_out:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err_out,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        served = _wait_served(process)
+        served = _wait_served(process, err_file)
         assert served["url"] == url
         ready = httpx.get(url + "/readyz", timeout=10, trust_env=False)
         assert ready.status_code == 200, ready.text
@@ -136,5 +146,12 @@ def test_local_serve_answers_through_direct_ingress(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=30)
-    err = process.stderr.read().decode()[-3000:] if process.stderr else ""
-    assert process.returncode == 0, err
+    err = err_file.read_text(errors="replace")
+    assert process.returncode == 0, err[-3000:]
+    # The replicas' records reach the console of `medray serve`: the ingress's
+    # access line of the predict request, named by study key only.
+    assert "POST /v1/models/{name}/predict 200" in err, err[-3000:]
+    assert f"study={result['study_key']}" in err
+    for value in patient_data:
+        found = re.search(rf"(?<![0-9A-Za-z]){re.escape(value)}(?![0-9A-Za-z])", err)
+        assert found is None, "patient data in the service's output"
