@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -58,7 +59,19 @@ def predict(
         with MedrayClient(url, api_key=key, timeout_s=timeout_s) as client:
             result = client.predict(list(files), model=model)
     except ClientError as exc:
-        click.echo(f"medray predict: {exc}", err=True)
+        click.echo(f"medray predict: {_with_arguments(str(exc))}", err=True)
         sys.exit(EXIT_USAGE if exc.status in (401, 403, 404, 415) else EXIT_SOME_FAILED)
     echo_json(result)
     sys.exit(EXIT_SOME_FAILED if result.get("error") else 0)
+
+
+def _with_arguments(message: str) -> str:
+    """Say which FILE argument a part named in the service's message is.
+
+    Parts are numbered from 0 in the order of the FILE arguments. The position,
+    not the path, is added: a path may hold patient data.
+    """
+    return _PART.sub(lambda m: f"{m[0]} (FILE argument {int(m[1]) + 1})", message)
+
+
+_PART = re.compile(r"\bpart-(\d+)\b")

@@ -351,3 +351,13 @@ def test_predict_command(service: Service, shared_data: Path, tmp_path: Path) ->
         predict, args
     )
     assert refused.exit_code == 2
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not an image\n" * 30, encoding="utf-8")
+    bad = CliRunner().invoke(
+        predict,
+        [paths[0], str(junk), *args[len(paths) :], "--api-key-file", str(key_file)],
+    )
+    assert bad.exit_code == 1
+    # The part is named with its FILE argument's position, never its path.
+    assert "part-1 (FILE argument 2) is not a readable DICOM" in bad.stderr
+    assert "notes.txt" not in bad.stderr
