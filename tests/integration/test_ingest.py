@@ -7,11 +7,10 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pydicom
 import pytest
 from click.testing import CliRunner
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from dicom_factory import CT_IMAGE, dicom_bytes
+from pydicom.uid import generate_uid
 
 from pipelines.records import series_key, study_key
 from ray_cluster.cli.ingest import ingest as ingest_command
@@ -27,27 +26,20 @@ PATIENT = "DOE_JOHN"
 
 
 def _write_dicom(path: Path, study_uid: str, series_uid: str, marker: int) -> None:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientName = PATIENT
-    ds.PatientID = "PID-4711"
-    ds.AccessionNumber = "ACC-0815"
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.InstanceNumber = marker
-    ds.Rows, ds.Columns = 2, 2
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.PixelRepresentation, ds.SamplesPerPixel = 0, 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.PixelData = bytes([marker % 256]) * 8
+    data = dicom_bytes(
+        study_uid,
+        sop_class=CT_IMAGE,
+        pixels=bytes([marker % 256]) * 8,
+        shape=(2, 2),
+        bits=16,
+        SeriesInstanceUID=series_uid,
+        InstanceNumber=marker,
+        PatientName=PATIENT,
+        PatientID="PID-4711",
+        AccessionNumber="ACC-0815",
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    path.write_bytes(data)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ gone before the model replica takes a CPU of the 2-CPU session Ray.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Iterator
@@ -16,10 +15,9 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pydicom
 import pytest
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from dicom_factory import CT_IMAGE, dicom_bytes
+from pydicom.uid import generate_uid
 
 from models import ModelCard
 from pipelines import parse_header, study_key
@@ -151,29 +149,14 @@ def test_predict_gives_the_batch_result(
 def _large_instance(size_bytes: int) -> bytes:
     """One uncompressed 16-bit CT-like instance of about ``size_bytes``."""
     side = int((size_bytes / 2) ** 0.5)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "CT"
-    ds.Rows = ds.Columns = side
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-    ds.PixelRepresentation = 0
-    ds.PixelSpacing = [0.5, 0.5]
-    ds.PixelData = (
-        np.random.default_rng(0).integers(0, 4096, (side, side), np.uint16).tobytes()
+    pixels = np.random.default_rng(0).integers(0, 4096, (side, side), np.uint16)
+    return dicom_bytes(
+        generate_uid(),
+        sop_class=CT_IMAGE,
+        pixels=pixels,
+        Modality="CT",
+        PixelSpacing=[0.5, 0.5],
     )
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
 
 
 def test_predict_takes_uploads_over_serves_grpc_default(service: Service) -> None:

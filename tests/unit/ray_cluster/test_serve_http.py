@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pydicom
 import pytest
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from dicom_factory import BASIC_TEXT_SR, dicom_bytes
+from pydicom.uid import generate_uid
 
 from pipelines import StudyImages, assemble_study
 from ray_cluster.client import encode_instances, read_api_key
@@ -101,27 +99,8 @@ def test_size_limit_on_declared_and_streamed_size() -> None:
 
 
 def _instance(study_uid: str, *, pixels: bytes = bytes(16)) -> bytes:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "OT"
-    ds.Rows, ds.Columns = 4, 4
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
-    ds.PixelRepresentation = 0
-    ds.PixelData = pixels
-
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    """A 4x4 8-bit image of ``study_uid``; short ``pixels`` cannot be decoded."""
+    return dicom_bytes(study_uid, pixels=pixels, shape=(4, 4), Modality="OT")
 
 
 def test_multipart_round_trip_and_study_checks() -> None:
@@ -144,20 +123,7 @@ def test_multipart_round_trip_and_study_checks() -> None:
 
 def _report(study_uid: str) -> bytes:
     """A Basic Text SR instance: no pixel data, and not an image."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "SR"
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    return dicom_bytes(study_uid, sop_class=BASIC_TEXT_SR, Modality="SR")
 
 
 def _vet(parts: list[bytes]) -> tuple[str, StudyImages]:
