@@ -12,12 +12,15 @@ Prints:
   both see the same machine; then the median of each stage of a request (from
   the ``Server-Timing`` header, ``serve.server_timing``) and what remains for the
   HTTP proxy and the client;
-- throughput batched (batch_max_size 16) against unbatched (1), concurrency 16;
+- throughput batched (batch_max_size 16) against unbatched (1), concurrency 16,
+  batched by medray's batcher and by Ray's ``@serve.batch`` (``serve.batcher``),
+  with the images per forward of each;
 - seconds until a second model replica runs under load;
 - capacity: the highest request rate whose p99 stays under 1 s (and at most 1 %
   is refused) over a run of --run-s seconds (default 30), found by a search;
 - at 3x capacity: the share of 503s and the p99 of accepted requests, against
-  the p99 at 0.8x capacity.
+  the p99 at 0.8x capacity; the wait budget (``serve.admission_wait_s``) is by
+  default 1.6x the latency of one request alone, measured first.
 
     .venv/bin/python benchmarks/serve.py [--run-s 30]
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import math
 import os
 import secrets
 import statistics
@@ -65,6 +69,9 @@ P99_LIMIT_S = 1.0
 #: budget, a moment of noise on a small machine refuses a request or two.
 MAX_REFUSED_AT_CAPACITY = 0.01
 MAX_CAPACITY_STEPS = 8
+#: ``--admission-wait-s auto``: the overload phase's wait budget, in latencies of
+#: one request alone.
+AUTO_BUDGET = 1.6
 PHASES = ("latency", "batching", "autoscaling", "overload")
 #: Stages of a predict request, in the order they happen (``ingress`` and
 #: ``model`` span the ones inside them; ``model_call`` includes the model's).
@@ -134,19 +141,20 @@ class BareForward:
         self.inputs = next(s.inputs for s in prepared.series if s.inputs is not None)
         self.model = load_model(card, weights, torch.device("cpu"))
 
-    def once(self) -> float:
+    def once(self, batch: int = 1) -> float:
+        inputs = np.repeat(self.inputs, batch, axis=0) if batch > 1 else self.inputs
         start = time.perf_counter()
-        predict_batch(self.model, self.inputs, torch.device("cpu"))
+        predict_batch(self.model, inputs, torch.device("cpu"), batch_size=batch)
         return time.perf_counter() - start
 
-    def alone(self, threads: int, count: int = 40) -> list[float]:
-        """Seconds of ``count`` forwards in a row with ``threads`` torch threads."""
+    def alone(self, threads: int, count: int = 40, batch: int = 1) -> list[float]:
+        """Seconds of ``count`` forwards of ``batch`` images with ``threads`` threads."""
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            for _ in range(5):
-                self.once()
-            return [self.once() for _ in range(count)]
+            for _ in range(2 if batch > 1 else 5):
+                self.once(batch)
+            return [self.once(batch) for _ in range(count)]
         finally:
             torch.set_num_threads(before)
 
@@ -422,22 +430,96 @@ def latency_phase(
     )
 
 
-def batching_phase(
-    settings: Settings, one: dict[str, int], key: str, body: bytes, phase_s: float
-) -> float:
-    """Throughput at concurrency 16, batched against unbatched; the batched rate."""
-    url = deploy(settings, **one, batch_max_size=16)
+def replica_batches() -> tuple[int, int]:
+    """Images and forwards of the running model replica so far."""
+    from ray import serve
+
+    handle = serve.get_deployment_handle("model-bench", app_name="medray")
+    info = handle.info.remote().result(timeout_s=30)
+    return int(info["images"]), int(info["batches"])
+
+
+def batched_run(
+    settings: Settings,
+    one: dict[str, int],
+    key: str,
+    body: bytes,
+    phase_s: float,
+    **serve: object,
+) -> tuple[Run, float]:
+    """Concurrency 16 on a fresh deployment: the run and its images per forward."""
+    url = deploy(settings, **one, **serve)
     asyncio.run(closed_loop(url, key, body, 4, 2.0))  # warm up
-    batched = asyncio.run(closed_loop(url, key, body, 16, phase_s))
-    url = deploy(settings, **one, batch_max_size=1)
-    asyncio.run(closed_loop(url, key, body, 4, 2.0))
-    unbatched = asyncio.run(closed_loop(url, key, body, 16, phase_s))
+    images, batches = replica_batches()
+    run = asyncio.run(closed_loop(url, key, body, 16, phase_s))
+    images_after, batches_after = replica_batches()
+    per_forward = (images_after - images) / max(1, batches_after - batches)
+    return run, per_forward
+
+
+def batching_phase(
+    settings: Settings,
+    one: dict[str, int],
+    key: str,
+    body: bytes,
+    bare: BareForward,
+    phase_s: float,
+) -> float:
+    """Throughput at concurrency 16, batched against unbatched; the batched rate.
+
+    Batched twice, 16 images a forward and no wait: by medray's batcher (the
+    default) and by Ray's ``@serve.batch`` (``serve.batcher: ray``). Unbatched
+    twice: as a deployment with ``batch_max_size`` 1 runs by default (two
+    requests in the replica: one in its forward, one being prepared) and
+    holding 16 requests like the batched ones, which isolates batching itself.
+    The bare forward's time per image at batch 1 and 8 bounds what batching
+    can gain on this machine's CPU.
+    """
+    runs = {
+        "batched, medray's batcher": batched_run(
+            settings, one, key, body, phase_s, batch_max_size=16
+        ),
+        "batched, Ray's @serve.batch": batched_run(
+            settings, one, key, body, phase_s, batch_max_size=16, batcher="ray"
+        ),
+        "unbatched, 2 in the replica (its default)": batched_run(
+            settings, one, key, body, phase_s, batch_max_size=1
+        ),
+        "unbatched, 16 in the replica": batched_run(
+            settings,
+            one,
+            key,
+            body,
+            phase_s,
+            batch_max_size=1,
+            target_ongoing_requests=16.0,
+        ),
+    }
+    threads = replica_threads()
+    single = statistics.median(bare.alone(threads, count=10))
+    eight = statistics.median(bare.alone(threads, count=3, batch=8)) / 8
     print(
-        f"concurrency 16: batched {batched.rate:.1f} req/s (p99 {batched.pct(99) * 1000:.0f} ms), "
-        f"unbatched {unbatched.rate:.1f} req/s (p99 {unbatched.pct(99) * 1000:.0f} ms): "
-        f"x{batched.rate / max(unbatched.rate, 1e-9):.2f}"
+        f"bare forward with {threads} torch thread(s): {single * 1000:.1f} ms an image "
+        f"alone, {eight * 1000:.1f} ms an image in a batch of 8 "
+        f"(x{single / eight:.2f}: batching's gain on the forward alone)"
     )
-    return batched.rate
+    print("concurrency 16:")
+    for name, (run, per_forward) in runs.items():
+        forward = [s["forward"] for s in run.stages if "forward" in s]
+        print(
+            f"  {name}: {run.rate:.1f} req/s, p50 {run.pct(50) * 1000:.0f} ms, "
+            f"p99 {run.pct(99) * 1000:.0f} ms, {per_forward:.1f} images a forward "
+            f"of p50 {statistics.median(forward or [math.nan]) * 1000:.0f} ms"
+        )
+    rates = {name: run.rate for name, (run, _) in runs.items()}
+    for batched in ("batched, medray's batcher", "batched, Ray's @serve.batch"):
+        ratios = ", ".join(
+            f"x{rates[batched] / max(rates[u], 1e-9):.2f} over {u.split(', ')[1]}"
+            for u in rates
+            if u.startswith("unbatched")
+        )
+        print(f"  {batched}: {ratios}")
+    return rates["batched, medray's batcher"]
 
 
 def autoscaling_phase(settings: Settings, key: str, body: bytes) -> None:
@@ -464,9 +546,15 @@ def overload_phase(
     body: bytes,
     batched_rate: float,
     run_s: float,
-    admission_wait_s: float | None,
+    admission_wait_s: float | str | None,
 ) -> None:
-    """Capacity search, then 0.8x and 3x capacity."""
+    """Capacity search, then 0.8x and 3x capacity.
+
+    ``admission_wait_s`` ``"auto"`` sets the wait budget at `AUTO_BUDGET` times
+    the p50 latency of one request alone, measured first on the same
+    deployment without a budget: the docs' advice (a budget above the latency
+    of one study at moderate load), on whatever machine this runs.
+    """
     from ray_cluster.serve import shutdown
 
     capacity_opts: dict[str, Any] = {
@@ -474,11 +562,22 @@ def overload_phase(
         "max_replicas": 1,
         "batch_max_size": 8,
         "max_queued_requests": 4,
-        "admission_wait_s": admission_wait_s,
+        "admission_wait_s": None,
     }
     shutdown()
     url = deploy(settings, **capacity_opts)
     warm = asyncio.run(closed_loop(url, key, body, 8, 5.0))
+    if admission_wait_s == "auto":
+        alone = asyncio.run(closed_loop(url, key, body, 1, 5.0)).pct(50)
+        admission_wait_s = round(AUTO_BUDGET * alone, 3)
+        print(
+            f"admission_wait_s {admission_wait_s} s: {AUTO_BUDGET}x the p50 latency "
+            f"of one request alone ({alone * 1000:.0f} ms)"
+        )
+    if admission_wait_s is not None:
+        capacity_opts["admission_wait_s"] = admission_wait_s
+        url = deploy(settings, **capacity_opts)
+        asyncio.run(closed_loop(url, key, body, 8, 5.0))
     limit = model_capacity(settings.serve.model_copy(update=capacity_opts))
     print(
         f"capacity search ({run_s:.0f} s per rate, 1 replica, batch "
@@ -526,12 +625,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--admission-wait-s",
-        type=float,
-        default=0.25,
-        help="serve.admission_wait_s of the overload phase (0: unset).",
+        default="auto",
+        help="serve.admission_wait_s of the overload phase: seconds, 0 (unset) or "
+        f"auto ({AUTO_BUDGET}x the latency of one request alone, measured first).",
     )
     args = parser.parse_args()
-    args.admission_wait_s = args.admission_wait_s or None
+    if args.admission_wait_s != "auto":
+        args.admission_wait_s = float(args.admission_wait_s) or None
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     if not phases <= set(PHASES):
         parser.error(f"--phases takes {', '.join(PHASES)}")
@@ -579,7 +679,9 @@ def main() -> None:
                 latency_phase(settings, one, key, body, bare, args.phase_s)
             batched_rate = 0.0
             if "batching" in phases:
-                batched_rate = batching_phase(settings, one, key, body, args.phase_s)
+                batched_rate = batching_phase(
+                    settings, one, key, body, bare, args.phase_s
+                )
             if "autoscaling" in phases:
                 autoscaling_phase(settings, key, body)
             if "overload" in phases:

@@ -229,6 +229,15 @@ class ServeSettings(_Section):
         "company; every request that finds the model idle pays it. Under load "
         "batches form without it (from what came during the previous forward).",
     )
+    batcher: Literal["medray", "ray"] = Field(
+        "medray",
+        description="How a model replica groups images into forwards. medray: "
+        "the next batch is taken when the model is free, from what came during "
+        "the previous forward. ray: Ray Serve's @serve.batch (batch size counted "
+        "in images), which forms the next batch as soon as the previous one "
+        "starts; under steady load its batches are smaller (see "
+        "benchmarks/serve.py, batching phase).",
+    )
     upscale_delay_s: float = Field(
         5.0, ge=0, description="Load must last this long before a replica is added."
     )

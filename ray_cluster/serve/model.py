@@ -6,7 +6,9 @@ node and checked against the card's sha256) and answers studies with the same
 result. Images of concurrent requests share forward passes (`Batcher`): a batch
 holds at most ``serve.batch_max_size`` images; it is formed when the model is
 free, from the images that came while the previous forward ran, and only a
-model found idle waits ``serve.batch_wait_timeout_s`` for company.
+model found idle waits ``serve.batch_wait_timeout_s`` for company. With
+``serve.batcher: ray`` Ray Serve's ``@serve.batch`` groups them instead
+(`ServeBatcher`), for comparison.
 
 `ModelServer.predict` also says where the time went (`Answer.stages_ms`), for the
 ingress's optional ``Server-Timing`` header.
@@ -21,10 +23,11 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from ray import serve
 
 from models import ModelCard, load_model, predict_batch, resolve_device
 from pipelines import DecodeLimits, assemble_study
@@ -43,7 +46,7 @@ from ray_cluster.serve._loopback import bind_replica_grpc_to_loopback
 from ray_cluster.serve.uploads import RequestRejected, vet_upload
 from ray_cluster.storage import ObjectStore
 
-__all__ = ["Answer", "Batcher", "ModelServer", "images_in"]
+__all__ = ["Answer", "Batcher", "ModelServer", "ServeBatcher", "images_in"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,29 @@ class Answer:
 def images_in(chunks: Sequence[np.ndarray]) -> int:
     """Return how many images a list of ``(N, C, H, W)`` chunks holds."""
     return sum(len(c) for c in chunks)
+
+
+class ImageBatcher(Protocol):
+    """What `ModelServer` needs of a batcher: chunks in, their forward out."""
+
+    images_done: int
+    batches_done: int
+
+    async def submit(self, chunk: np.ndarray) -> _Forwarded:
+        """Return the chunk's probabilities, when its batch started and its seconds."""
+        ...
+
+
+def _forwarded_slices(
+    chunks: Sequence[np.ndarray], probs: np.ndarray, started: float, seconds: float
+) -> list[_Forwarded]:
+    """Cut the probabilities of a stacked batch back into its chunks."""
+    out: list[_Forwarded] = []
+    start = 0
+    for chunk in chunks:
+        out.append((probs[start : start + len(chunk)], started, seconds))
+        start += len(chunk)
+    return out
 
 
 class Batcher:
@@ -151,11 +177,56 @@ class Batcher:
         seconds = time.perf_counter() - started
         self.images_done += len(stacked)
         self.batches_done += 1
-        start = 0
-        for chunk, future in batch:
+        slices = _forwarded_slices(chunks, probs, started, seconds)
+        for (_, future), forwarded in zip(batch, slices, strict=True):
             if not future.done():
-                future.set_result((probs[start : start + len(chunk)], started, seconds))
-            start += len(chunk)
+                future.set_result(forwarded)
+
+
+class ServeBatcher:
+    """Ray Serve's ``@serve.batch`` over chunks of images (``serve.batcher: ray``).
+
+    A batch holds at most ``max_images`` images (``batch_size_fn`` counts
+    images, not chunks) and one forward runs at a time. Ray forms the next batch
+    as soon as the previous one starts, from what is queued then: under steady
+    load batches are smaller than `Batcher`'s. Only usable inside a Serve
+    replica, where Ray creates the batch queue.
+
+    Args:
+        forward: Probabilities ``(N, K)`` of a stack of inputs ``(N, C, H, W)``.
+        max_images: Most images in one forward; each submitted chunk holds at
+            most this many.
+        wait_s: Ray's ``batch_wait_timeout_s``: how long a batch waits to fill.
+    """
+
+    def __init__(
+        self,
+        forward: Callable[[np.ndarray], Awaitable[np.ndarray]],
+        max_images: int,
+        wait_s: float,
+    ) -> None:
+        self.forward = forward
+        self.images_done = 0
+        self.batches_done = 0
+        # Ray's typing of a decorated method leaves out its setters.
+        handler: Any = self._forward_batch
+        handler.set_max_batch_size(max_images)
+        handler.set_batch_wait_timeout_s(wait_s)
+
+    async def submit(self, chunk: np.ndarray) -> _Forwarded:
+        """Return the chunk's probabilities, when its batch started and its seconds."""
+        forwarded: _Forwarded = await self._forward_batch(chunk)
+        return forwarded
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0, batch_size_fn=images_in)
+    async def _forward_batch(self, chunks: list[np.ndarray]) -> list[_Forwarded]:
+        started = time.perf_counter()
+        stacked = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        probs = await self.forward(stacked)
+        seconds = time.perf_counter() - started
+        self.images_done += len(stacked)
+        self.batches_done += 1
+        return _forwarded_slices(chunks, probs, started, seconds)
 
 
 class ModelServer:
@@ -184,7 +255,8 @@ class ModelServer:
             max_decoded_bytes=settings.preprocessing.max_decoded_mb * 1024 * 1024
         )
         self.max_batch = settings.serve.batch_max_size
-        self.batcher = Batcher(
+        batcher = ServeBatcher if settings.serve.batcher == "ray" else Batcher
+        self.batcher: ImageBatcher = batcher(
             self._forward, self.max_batch, settings.serve.batch_wait_timeout_s
         )
         logger.info(
@@ -201,6 +273,7 @@ class ModelServer:
             },
             "device": str(self.device),
             "torch_threads": torch.get_num_threads(),
+            "batcher": type(self.batcher).__name__,
             "images": self.batcher.images_done,
             "batches": self.batcher.batches_done,
         }

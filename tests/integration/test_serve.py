@@ -344,3 +344,25 @@ def test_predict_command(service: Service, shared_data: Path, tmp_path: Path) ->
     # The part is named with its FILE argument's position, never its path.
     assert "part-1 (FILE argument 2) is not a readable DICOM" in bad.stderr
     assert "notes.txt" not in bad.stderr
+
+
+# Last in the module: it redeploys the service with Ray's batcher.
+def test_serve_batch_gives_the_batch_result(
+    service: Service, shared_data: Path
+) -> None:
+    from ray import serve
+
+    from ray_cluster.serve import deploy
+
+    opts = service.settings.serve.model_copy(
+        update={"batcher": "ray", "batch_max_size": 4}
+    )
+    deploy(service.settings.model_copy(update={"serve": opts}), ["tiny"])
+    paths = files_of(shared_data / "dicom" / SERIES)
+    with client(service) as medray:
+        result = medray.predict(paths, model="tiny")
+    same_outputs(result, service.batch.results[uid_of(paths[0])])
+    handle = serve.get_deployment_handle("model-tiny", app_name="medray")
+    info = handle.info.remote().result(timeout_s=60)
+    assert info["batcher"] == "ServeBatcher"
+    assert info["images"] >= info["batches"] >= 1
