@@ -86,7 +86,16 @@ def serve(
         )
         sys.exit(EXIT_USAGE)
     log_level = str(ctx.find_root().params.get("log_level") or "WARNING")
-    deployed = deploy(settings, names, log_level=log_level)
+    # A service manager stops with SIGTERM: shut down as on Ctrl-C, also while
+    # the service is still starting.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        deployed = deploy(settings, names, log_level=log_level)
+    except KeyboardInterrupt:
+        click.echo("stopping before the service was up", err=True)
+        if settings.cluster.address is None:  # our own local Ray: stop it all
+            shutdown(stop_ray=True)
+        return
     served = [
         {"name": c.name, "version": c.version, "sha256": c.sha256}
         for c in deployed.models
@@ -98,8 +107,6 @@ def serve(
     if not deployed.started_ray:
         return
     click.echo("press Ctrl-C to stop", err=True)
-    # A service manager stops with SIGTERM: shut down as on Ctrl-C.
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             time.sleep(1.0)

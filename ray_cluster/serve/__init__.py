@@ -34,6 +34,7 @@ from ray_cluster.serve.app import (
     serve_logging,
 )
 from ray_cluster.serve.auth import ENV_API_KEYS, ApiKeys
+from ray_cluster.serve.ports import wait_for_port
 from ray_cluster.storage import (
     ObjectStore,
     export_credentials,
@@ -156,6 +157,7 @@ def deploy(
 
     Raises:
         ConfigError: No API key is configured, or a setting is invalid.
+        ServeError: A local start finds ``serve.port`` held by another program.
         ObjectNotFoundError: A model is not in the registry.
     """
     # Credentials first: with no endpoint configured they may be the embedded
@@ -173,6 +175,7 @@ def deploy(
     opts = settings.serve
     if local:
         ApiKeys.load(settings.serve)
+        wait_for_port(opts.host, opts.port)
         _export_node_secrets(settings)
         if opts.direct_ingress:
             # Read by the local Ray's controller and replicas when they start.

@@ -1,7 +1,7 @@
 """Admission of predict requests at the ingress: refuse early instead of queueing.
 
 Each served model has a `Gate`. It counts the model's requests in flight and
-refuses a new one (503 ``overloaded``, before its body is read) when
+refuses a new one (503 ``overloaded``) when
 
 - the count reaches a fixed bound, what the model's replicas and queue can hold
   (`ray_cluster.serve.app.model_capacity`); or, with a wait budget set
@@ -14,6 +14,10 @@ The service rate is measured while the model is busy (at least one request in
 flight): completions divided by the busy time between them, over the last
 `RATE_SAMPLES` completions. Idle time does not lower it, and it rises with the
 replicas the autoscaler adds.
+
+The ingress asks `Gate.has_room` before it reads a body, so a refusal costs no
+read, and counts the request in (`Gate.try_enter`) once the body is read:
+uploads still on their way hold no model capacity.
 """
 
 from __future__ import annotations
@@ -72,9 +76,13 @@ class Gate:
         allowed = math.floor(self.wait_s * rate + 1e-9)  # not 19 for 20.0 - eps
         return max(1, min(self.bound, allowed))
 
+    def has_room(self) -> bool:
+        """Whether `try_enter` would count a request in now."""
+        return self.in_flight < self.limit()
+
     def try_enter(self) -> bool:
         """Count a request in and return ``True``, or ``False`` when it must wait."""
-        if self.in_flight >= self.limit():
+        if not self.has_room():
             return False
         if self.in_flight == 0:
             self._busy_since = self.clock()

@@ -48,6 +48,7 @@ from ray_cluster.serve.uploads import (
     read_limited,
     split_parts,
 )
+from ray_cluster.storage import S3Url
 
 __all__ = [
     "APP_NAME",
@@ -69,6 +70,11 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 MAX_REFERENCE_BYTES = 64 * 1024
 #: Error codes of the routing errors FastAPI raises itself.
 HTTP_ERROR_CODES = {404: "no_such_route", 405: "method_not_allowed"}
+ROUTING_ADVICE = {
+    404: "no such route; the routes are listed in /openapi.json",
+    405: "this route does not take that method; the Allow header lists the ones "
+    "it takes",
+}
 READY_TIMEOUT_S = 5.0
 #: The ingress only parses and forwards; the bounded queue that matters is the
 #: model deployment's (``serve.max_queued_requests``). These bound a flood.
@@ -283,21 +289,30 @@ class Ingress:
         return _Guard(api, self.keys)
 
     def admit(self, name: str) -> Gate:
-        """Count a predict request of a model in, or refuse it when the model is full.
+        """Refuse a predict request of a model at once when the model is full.
+
+        This check comes before the body is read, so a refusal costs no read;
+        the request is counted in (`enter`) only once its body is read, so
+        uploads still on their way (a slow link, a stalled client) hold no
+        model capacity.
 
         Returns:
-            The model's gate, to `Gate.leave` when the request is done.
+            The model's gate, for `enter`.
 
         Raises:
             RequestRejected: 503 when ``name``'s deployment already holds what its
                 gate allows (`ray_cluster.serve.admission`).
         """
         gate = self.gates[name]
-        if not gate.try_enter():
-            raise RequestRejected(
-                503, "overloaded", f"model {name} is at capacity; retry shortly"
-            )
+        if not gate.has_room():
+            raise _overloaded(name)
         return gate
+
+    @staticmethod
+    def enter(name: str, gate: Gate) -> None:
+        """Count a request whose body is read in, or refuse it (503) when full."""
+        if not gate.try_enter():
+            raise _overloaded(name)
 
     async def call_model(self, name: str, objects: list[Any]) -> Answer:
         """Ask a model deployment for the result of uploaded instances, bounded in time.
@@ -339,6 +354,9 @@ def _build_api(ingress: Ingress) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        # A path with a trailing slash is a 404, not a redirect built from the
+        # client's Host header.
+        redirect_slashes=False,
     )
 
     @api.exception_handler(RequestRejected)
@@ -350,7 +368,8 @@ def _build_api(ingress: Ingress) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Routing errors (404 no such route, 405 wrong method) in our error shape.
         code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail), **(exc.headers or {}))
+        message = ROUTING_ADVICE.get(exc.status_code, str(exc.detail))
+        return _error(exc.status_code, code, message, **(exc.headers or {}))
 
     @api.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -363,10 +382,13 @@ def _build_api(ingress: Ingress) -> FastAPI:
             "the ingress log",
         )
 
+    # HEAD too, for load balancers' health checks (not in the OpenAPI document).
+    @api.head("/healthz", include_in_schema=False)
     @api.get("/healthz", summary="The process answers.")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @api.head("/readyz", include_in_schema=False)
     @api.get("/readyz", summary="Every model deployment answers.")
     async def readyz() -> JSONResponse:
         async def one(name: str) -> bool:
@@ -426,11 +448,7 @@ def _build_api(ingress: Ingress) -> FastAPI:
             raise RequestRejected(404, "unknown_model", _unknown_model(ingress, name))
         kind, boundary = body_kind(request.headers.get("content-type"))
         gate = ingress.admit(name)
-        try:
-            return await _predict(ingress, name, request, kind, boundary)
-        finally:
-            # A model's answer is a service sample, a refused upload's too.
-            gate.leave(getattr(request.state, "model_answered", False))
+        return await _predict(ingress, name, request, kind, boundary, gate)
 
     @api.post(
         "/v1/studies",
@@ -473,14 +491,17 @@ def _build_api(ingress: Ingress) -> FastAPI:
                 404, "unknown_model", _unknown_model(ingress, reference.model)
             )
         try:
-            status = await ingress._bounded(
-                ingress.jobs.submit.remote(
-                    reference.model, reference.url, reference.study_uid
-                ),
-                "the job service",
-            )
+            # Checked here, so that a client's mistake is no failure of the
+            # job service (with a traceback in its log).
+            target = S3Url.parse(reference.url)
         except ConfigError as exc:
             raise RequestRejected(400, "bad_url", exc.message) from None
+        status = await ingress._bounded(
+            ingress.jobs.submit.remote(
+                reference.model, str(target), reference.study_uid
+            ),
+            "the job service",
+        )
         return JSONResponse(
             status,
             status_code=202,
@@ -502,7 +523,12 @@ def _build_api(ingress: Ingress) -> FastAPI:
 
 
 async def _predict(
-    ingress: Ingress, name: str, request: Request, kind: str, boundary: bytes
+    ingress: Ingress,
+    name: str,
+    request: Request,
+    kind: str,
+    boundary: bytes,
+    gate: Gate,
 ) -> JSONResponse:
     started = time.perf_counter()
     body = await read_limited(
@@ -515,8 +541,13 @@ async def _predict(
     objects = [(f"part-{i}", data) for i, data in enumerate(parts)]
     split_at = time.perf_counter()
 
-    answer = await ingress.call_model(name, objects)
-    request.state.model_answered = True
+    ingress.enter(name, gate)
+    answered = False
+    try:
+        answer = await ingress.call_model(name, objects)
+        answered = True  # a refused upload's answer is a service sample too
+    finally:
+        gate.leave(answered)
     if answer.rejection is not None:
         raise RequestRejected(*answer.rejection)
     request.state.study_key = answer.result.get("study_key", "-")
@@ -533,6 +564,12 @@ async def _predict(
             f"{k};dur={v:.2f}" for k, v in stages_ms.items()
         )
     return response
+
+
+def _overloaded(name: str) -> RequestRejected:
+    return RequestRejected(
+        503, "overloaded", f"model {name} is at capacity; retry shortly"
+    )
 
 
 def _unknown_model(ingress: Ingress, name: str) -> str:

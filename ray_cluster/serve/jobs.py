@@ -127,6 +127,11 @@ class StudyJobs:
             job.status = "running"
             try:
                 await self._run_studies(job, target)
+            except ClusterError as exc:
+                # Foreseen (no such bucket, say): the job's error says it all.
+                job.status = "failed"
+                job.error = _error_of(exc)
+                logger.warning("job failed: %s", job.error["code"])
             except Exception as exc:
                 job.status = "failed"
                 job.error = _error_of(exc)

@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import (
+    MultipartParser,
+    MultipartState,
+    parse_options_header,
+)
 from starlette.requests import ClientDisconnect
 
 from pipelines import StudyImages, identify_instance
@@ -72,6 +76,14 @@ def body_kind(content_type: str | None) -> tuple[str, bytes]:
                 "no_boundary",
                 f"the {kind} content type has no boundary parameter; add "
                 "'; boundary=...' naming the separator of the parts",
+            )
+        declared = params.get(b"type", b"").decode("latin-1").lower()
+        if declared and declared not in DICOM_TYPES:
+            raise RequestRejected(
+                415,
+                "unsupported_media_type",
+                f"the {kind} body declares parts of type {declared!r}; send "
+                "type=application/dicom",
             )
         return "multipart", boundary
     raise RequestRejected(
@@ -192,6 +204,16 @@ def split_parts(body: bytes, kind: str, boundary: bytes) -> list[bytes]:
         raise RequestRejected(
             400, "bad_multipart", f"the multipart body cannot be parsed: {exc}"
         ) from None
+    if parser.state != MultipartState.END:
+        # The parser keeps a part it has not seen the end of to itself: without
+        # this check a body cut short would lose its last instance unnoticed.
+        raise RequestRejected(
+            400,
+            "bad_multipart",
+            f"the multipart body ends before its closing boundary "
+            f"(--{boundary.decode('latin-1')}--) after {len(collector.parts)} "
+            "complete part(s): it was cut short; send the whole body again",
+        )
     if not collector.parts:
         raise RequestRejected(400, "empty_body", "the multipart body has no parts")
     instances = []

@@ -223,6 +223,16 @@ def test_models_health_and_openapi(service: Service) -> None:
     with httpx.Client(base_url=service.url, trust_env=False) as http:
         assert http.get("/healthz").json() == {"status": "ok"}
         assert http.get("/readyz").status_code == 200
+        assert http.head("/healthz").status_code == 200
+        assert http.head("/readyz").status_code == 200
+        # A trailing slash is no redirect to an address built from Host.
+        slash = http.post(
+            "/v1/models/tiny/predict/",
+            headers={"X-API-Key": API_KEY, "Host": "elsewhere.example"},
+        )
+        assert slash.status_code == 404
+        assert "location" not in slash.headers
+        assert slash.json()["error"]["code"] == "no_such_route"
         spec = http.get("/openapi.json", headers={"X-API-Key": API_KEY}).json()
         assert "/v1/models/{name}/predict" in spec["paths"]
         assert "/v1/studies" in spec["paths"]
@@ -287,6 +297,13 @@ def test_limits_and_bad_bodies(service: Service, shared_data: Path) -> None:
         )
         assert two.status_code == 400
         assert two.json()["error"]["code"] == "several_studies"
+        cut = http.post(
+            predict,
+            content=body[: body.rindex(b"--")],
+            headers={**headers, "Content-Type": ctype},
+        )
+        assert cut.status_code == 400
+        assert cut.json()["error"]["code"] == "bad_multipart"
 
         unknown = http.post(
             "/v1/models/none/predict", content=radiograph, headers=dicom

@@ -161,6 +161,22 @@ def test_multipart_refuses_other_parts_and_garbage() -> None:
     with pytest.raises(RequestRejected) as empty:
         split_parts(b"nothing here", "multipart", b"b")
     assert empty.value.status == 400
+    with pytest.raises(RequestRejected) as declared:
+        body_kind('multipart/related; type="application/json"; boundary=b')
+    assert declared.value.status == 415
+
+
+def test_a_body_cut_short_loses_no_part_unnoticed() -> None:
+    study = generate_uid()
+    body, content_type = encode_instances([_instance(study), _instance(study)])
+    kind, boundary = body_kind(content_type)
+    closing = body.rindex(b"--" + boundary)
+    # Without the closing boundary, cut inside the last part, cut inside the first.
+    for cut in (body[:closing], body[: closing - 50], body[: len(body) // 4]):
+        with pytest.raises(RequestRejected, match="closing boundary") as info:
+            split_parts(cut, kind, boundary)
+        assert info.value.status == 400
+        assert info.value.code == "bad_multipart"
 
 
 def test_client_reads_key_from_file_or_env(tmp_path: Path) -> None:
@@ -211,15 +227,22 @@ def test_ingress_admits_predicts_up_to_the_model_capacity() -> None:
 
     ingress = Ingress.__new__(Ingress)
     ingress.gates = {"tiny": Gate(2)}
-    first = ingress.admit("tiny")
-    ingress.admit("tiny")
-    with pytest.raises(RequestRejected) as info:
+    # Uploads still on their way (admitted, body not read) hold no capacity.
+    on_their_way = [ingress.admit("tiny") for _ in range(10)]
+    gate = on_their_way[0]
+    assert gate.in_flight == 0
+    ingress.enter("tiny", gate)
+    ingress.enter("tiny", gate)
+    with pytest.raises(RequestRejected) as early:
         ingress.admit("tiny")
-    assert (info.value.status, info.value.code) == (503, "overloaded")
-    assert first.in_flight == 2
-    first.leave()
-    ingress.admit("tiny")
-    assert first.in_flight == 2
+    assert (early.value.status, early.value.code) == (503, "overloaded")
+    with pytest.raises(RequestRejected) as late:
+        ingress.enter("tiny", gate)  # one whose body was read meanwhile
+    assert late.value.code == "overloaded"
+    assert gate.in_flight == 2
+    gate.leave()
+    ingress.enter("tiny", ingress.admit("tiny"))
+    assert gate.in_flight == 2
 
 
 def test_batcher_takes_what_came_during_the_previous_forward() -> None:
