@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
@@ -47,9 +47,9 @@ def build_settings(
     return load_settings(config_path, overrides=overrides)
 
 
-def echo_json(data: Any) -> None:
-    """Write one JSON document on stdout."""
-    click.echo(json.dumps(data, indent=None, sort_keys=True, default=str))
+def echo_json(data: Any, file: IO[str] | None = None) -> None:
+    """Write one JSON document on stdout (or ``file``)."""
+    click.echo(json.dumps(data, indent=None, sort_keys=True, default=str), file=file)
 
 
 def handle_errors(func: F) -> F:

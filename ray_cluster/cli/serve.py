@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -18,6 +20,9 @@ from ray_cluster.cli._common import (
     handle_errors,
     json_option,
 )
+
+if TYPE_CHECKING:
+    from ray_cluster.config import Settings
 
 __all__ = ["serve"]
 
@@ -68,8 +73,6 @@ def serve(
     Every route but /healthz and /readyz needs an API key (serve.api_key_file,
     MEDRAY_SERVE__API_KEYS). See docs/serve.md.
     """
-    from ray_cluster.serve import deploy, shutdown
-
     settings = build_settings(
         config_path,
         {
@@ -86,6 +89,22 @@ def serve(
         )
         sys.exit(EXIT_USAGE)
     log_level = str(ctx.find_root().params.get("log_level") or "WARNING")
+    # Stdout carries the one result line (the URL, or --json's document); what
+    # Ray prints for its processes goes to the console with the logs.
+    result_out = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        _serve(settings, names, log_level, as_json, result_out)
+
+
+def _serve(
+    settings: Settings,
+    names: list[str],
+    log_level: str,
+    as_json: bool,
+    result_out: TextIO,
+) -> None:
+    from ray_cluster.serve import deploy, shutdown
+
     # A service manager stops with SIGTERM: shut down as on Ctrl-C, also while
     # the service is still starting.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -101,9 +120,11 @@ def serve(
         for c in deployed.models
     ]
     if as_json:
-        echo_json({"url": deployed.url, "models": served})
+        echo_json({"url": deployed.url, "models": served}, file=result_out)
     else:
-        click.echo(f"serving {', '.join(m['name'] for m in served)} at {deployed.url}")
+        names_served = ", ".join(m["name"] for m in served)
+        click.echo(f"serving {names_served} at {deployed.url}", file=result_out)
+    result_out.flush()
     if not deployed.started_ray:
         return
     click.echo("press Ctrl-C to stop", err=True)

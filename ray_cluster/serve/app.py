@@ -20,6 +20,7 @@ otherwise take the CPU from accepted requests.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
@@ -421,9 +423,10 @@ def _build_api(ingress: Ingress) -> FastAPI:
         "multipart/related (or multipart/form-data) parts of one study. The "
         "answer is the batch job's result document for that study.",
         responses={
-            400: {"description": "Not DICOM, no image, or several studies."},
-            401: {"description": "No API key."},
-            403: {"description": "Wrong API key."},
+            400: {
+                "description": "Not DICOM, no image, several studies, or a "
+                "multipart body cut short."
+            },
             404: {"description": "No such model."},
             413: {"description": "Body larger than serve.max_upload_mb."},
             415: {"description": "Content type not accepted."},
@@ -438,6 +441,15 @@ def _build_api(ingress: Ingress) -> FastAPI:
                     },
                     "multipart/related": {
                         "schema": {"type": "string", "format": "binary"}
+                    },
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": "string",
+                                "format": "binary",
+                            },
+                        }
                     },
                 },
             }
@@ -454,6 +466,13 @@ def _build_api(ingress: Ingress) -> FastAPI:
         "/v1/studies",
         status_code=202,
         summary="Diagnose a study already in the bucket; returns a job id.",
+        responses={
+            400: {"description": "Not JSON {model, url, study_uid?}, or a bad URL."},
+            404: {"description": "No such model."},
+            413: {"description": "A reference larger than 64 KiB."},
+            415: {"description": "Not application/json."},
+            503: {"description": "The job service did not answer in time."},
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -508,7 +527,11 @@ def _build_api(ingress: Ingress) -> FastAPI:
             headers={"Location": f"/v1/jobs/{status['job_id']}"},
         )
 
-    @api.get("/v1/jobs/{job_id}", summary="Status, progress and result of a job.")
+    @api.get(
+        "/v1/jobs/{job_id}",
+        summary="Status, progress and result of a job.",
+        responses={404: {"description": "No such job (jobs live in memory)."}},
+    )
     async def job_status(job_id: str) -> JSONResponse:
         status = await ingress._bounded(
             ingress.jobs.status.remote(job_id), "the job service"
@@ -519,7 +542,65 @@ def _build_api(ingress: Ingress) -> FastAPI:
             )
         return JSONResponse(status)
 
+    api.openapi = functools.partial(_openapi_document, api)  # type: ignore[method-assign]
     return api
+
+
+#: Error answers of the keyed routes, besides those each route declares.
+KEYED_ERRORS = {
+    401: "No API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`).",
+    403: "Wrong API key.",
+}
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+
+def _openapi_document(api: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, told about the API keys and the error shape.
+
+    FastAPI knows neither (the keys are checked by `_Guard`, outside its
+    routing), and lists a 422 for every route with parameters, which this
+    service never answers: its refusals are the 4xx in our error shape.
+    """
+    if api.openapi_schema is not None:
+        return api.openapi_schema
+    doc = get_openapi(
+        title=api.title, version=api.version, summary=api.summary, routes=api.routes
+    )
+    components = doc.setdefault("components", {})
+    components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    components["schemas"].pop("HTTPValidationError", None)
+    components["schemas"].pop("ValidationError", None)
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    doc["security"] = [{"bearer": []}, {"apiKey": []}]
+    error_ref = {"$ref": "#/components/schemas/Error"}
+    error_body = {"application/json": {"schema": error_ref}}
+    for path, operations in doc.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            if path in OPEN_PATHS:
+                operation["security"] = []
+            else:
+                for status, text in KEYED_ERRORS.items():
+                    responses.setdefault(str(status), {"description": text})
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    response["content"] = error_body
+    api.openapi_schema = doc
+    return doc
 
 
 async def _predict(

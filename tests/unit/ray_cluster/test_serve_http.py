@@ -331,3 +331,22 @@ def test_job_error_codes_are_snake_case() -> None:
 
     error = _error_of(ObjectNotFoundError("no such bucket", key="b"))
     assert error["code"] == "object_not_found"
+
+
+def test_openapi_document_names_the_keys_and_our_errors() -> None:
+    from ray_cluster.serve.app import Ingress, _build_api
+
+    doc = _build_api(Ingress.__new__(Ingress)).openapi()
+    assert set(doc["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    assert doc["paths"]["/healthz"]["get"]["security"] == []
+    assert "head" not in doc["paths"]["/healthz"]
+    for path, operations in doc["paths"].items():
+        for operation in operations.values():
+            responses = operation["responses"]
+            assert "422" not in responses, path  # never answered
+            if path not in ("/healthz", "/readyz"):
+                assert {"401", "403"} <= set(responses), path
+    predict = doc["paths"]["/v1/models/{name}/predict"]["post"]
+    assert "multipart/form-data" in predict["requestBody"]["content"]
+    error = predict["responses"]["413"]["content"]["application/json"]["schema"]
+    assert error == {"$ref": "#/components/schemas/Error"}
