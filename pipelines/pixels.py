@@ -160,6 +160,14 @@ def check_decodable(
     bits = _required_int(ds, "BitsAllocated", "(0028,0100)", key)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     frames = _frames(ds)
+    if bits != 1 and (bits <= 0 or bits % 8):
+        # Else the length check below would call a wrong header a truncation.
+        raise UndecodableError(
+            f"{key}: (0028,0100) BitsAllocated is {bits}, but DICOM allows 1 or a "
+            "multiple of 8: the header is wrong; fix it at the source",
+            key=key,
+            code="bad_bits_allocated",
+        )
 
     size = estimate_decoded_bytes(ds)
     if size > limits.max_decoded_bytes:

@@ -428,6 +428,16 @@ def test_p15_synthetic_native_cut_never_padded() -> None:
     assert study.series[0].array.shape == (1, 2, 8, 8)
 
 
+def test_p15_a_wrong_bits_allocated_is_no_truncation() -> None:
+    ds = ct_slice(0, np.full((8, 8), 7, np.uint16))
+    ds.BitsAllocated = 13
+    data = to_bytes(ds)
+
+    study = assemble_study([("odd", data)])
+    assert [(e.key, e.code) for e in study.errors] == [("odd", "bad_bits_allocated")]
+    assert "BitsAllocated is 13" in study.errors[0].message
+
+
 def test_p15_synthetic_encapsulated_cut() -> None:
     frame = b"\x01\x00\x00\x00" + b"\x40\x00\x00\x00" + b"\x00" * 56 + b"\x00" * 64
     data = encapsulated(ct_slice(0), [frame], RLELossless)
