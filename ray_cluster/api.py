@@ -23,7 +23,7 @@ from ray_cluster.catalog import Catalog, build_catalog, ensure_catalog, load_cat
 from ray_cluster.config import Settings, load_settings
 from ray_cluster.errors import CatalogError
 from ray_cluster.job import JobProgress, JobSummary, run_job
-from ray_cluster.processing import model_results_prefix
+from ray_cluster.processing import model_results_prefix, result_key
 from ray_cluster.registry import ModelRegistry
 from ray_cluster.sources import read_local_studies
 from ray_cluster.storage import ObjectStore, S3Url
@@ -208,13 +208,23 @@ def load_results(
     *,
     model_version: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Return the results of a model for the studies of a prefix's bucket."""
+    """Return the results of a model for the studies under a prefix.
+
+    Results live per bucket, one per study (`result_key`); those of the
+    prefix's studies (by its catalog, refreshed as `catalog` does) are
+    returned, in the order of their object keys. Studies without a result yet
+    are left out.
+    """
     settings = _settings(settings)
     target = S3Url.parse(url)
     store = connect_store(settings)
     card = ModelRegistry(store, settings).get_card(model, model_version)
+    wanted = {
+        result_key(settings.inference.results_prefix, card, study_key(uid))
+        for uid in ensure_catalog(store, settings, target).studies()
+    }
     prefix = model_results_prefix(settings.inference.results_prefix, card)
-    keys = [i.key for i in store.list(target.bucket, prefix) if i.key.endswith(".json")]
+    keys = [i.key for i in store.list(target.bucket, prefix) if i.key in wanted]
     return [json.loads(blob) for _, blob in store.get_many(target.bucket, keys)]
 
 

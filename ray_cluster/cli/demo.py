@@ -63,10 +63,12 @@ def _ensure_model(
     registry.push(trained.card, trained.weights_path)
     card = trained.card
     accuracy = card.metrics.get("eval_accuracy")
+    held_out = card.split.get("eval", {})
     console.print(
-        f"model: {card.name} {card.version} ({card.sha256[:12]}), "
-        f"held-out accuracy {accuracy} on {card.split.get('eval', {}).get('studies')} "
-        "studies"
+        f"model: {card.name} {card.version} ({card.sha256[:12]}), held-out accuracy "
+        f"{accuracy} per image over {held_out.get('images')} images of "
+        f"{held_out.get('studies')} studies (a demonstration model: the held-out "
+        "studies' kinds are mostly absent from its training set)"
     )
     return trained.card.name
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,10 @@ import pytest
 
 import ray_cluster as medray
 from models import ModelCard
+from pipelines import study_key
 from ray_cluster.datasets import StudyDataset
 from ray_cluster.ingest import ingest_folder
+from ray_cluster.processing import result_key
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +55,25 @@ def test_study_dataset_gives_model_input(
     (series,) = item["series"]
     size = tiny_model.input["size"]
     assert tuple(series["input"].shape[1:]) == (1, *size)
+
+
+def test_load_results_gives_the_prefixs_studies_only(
+    s3_server: Any, tiny_model: ModelCard, bucket: str, shared_data: Path
+) -> None:
+    settings = s3_server.settings
+    store = s3_server.store()
+    uids = {}
+    for name, folder in (
+        ("one", "mr_enhanced_multiframe_siemens_xa10"),
+        ("two", "xr_dx_chest_highdicom"),
+    ):
+        url = f"s3://{bucket}/results-{name}/"
+        ingest_folder(store, shared_data / "dicom" / folder, url)
+        (uids[name],) = medray.catalog(url, settings).studies()
+        key = result_key(
+            settings.inference.results_prefix, tiny_model, study_key(uids[name])
+        )
+        store.put(bucket, key, json.dumps({"study_uid": uids[name]}).encode())
+
+    found = medray.load_results(f"s3://{bucket}/results-one/", "tiny", settings)
+    assert found == [{"study_uid": uids["one"]}]
