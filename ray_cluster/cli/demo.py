@@ -67,8 +67,8 @@ def _ensure_model(
     console.print(
         f"model: {card.name} {card.version} ({card.sha256[:12]}), held-out accuracy "
         f"{accuracy} per image over {held_out.get('images')} images of "
-        f"{held_out.get('studies')} studies (a demonstration model: the held-out "
-        "studies' kinds are mostly absent from its training set)"
+        f"{held_out.get('studies')} studies (a demonstration model trained on a "
+        "handful of studies; see its card)"
     )
     return trained.card.name
 
