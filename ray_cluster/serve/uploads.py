@@ -220,6 +220,13 @@ def split_parts(body: bytes, kind: str, boundary: bytes) -> list[bytes]:
     for index, (headers, data) in enumerate(collector.parts):
         mime, _ = parse_options_header(headers.get("content-type", ""))
         part_type = mime.decode("latin-1").lower()
+        if not part_type and _is_form_field(headers):
+            raise RequestRejected(
+                415,
+                "unsupported_media_type",
+                f"part-{index} is a form field, not a file; send each instance as a "
+                "file part (curl -F 'file=@image.dcm;type=application/dicom')",
+            )
         if part_type and part_type not in DICOM_TYPES:
             raise RequestRejected(
                 415,
@@ -231,6 +238,12 @@ def split_parts(body: bytes, kind: str, boundary: bytes) -> list[bytes]:
             raise RequestRejected(400, "empty_part", f"part-{index} is empty")
         instances.append(data)
     return instances
+
+
+def _is_form_field(headers: dict[str, str]) -> bool:
+    """A ``form-data`` part without a file name: a field, not an uploaded file."""
+    disposition, params = parse_options_header(headers.get("content-disposition", ""))
+    return disposition.lower() == b"form-data" and b"filename" not in params
 
 
 def _callbacks(collector: _PartCollector) -> MultipartCallbacks:

@@ -305,6 +305,18 @@ def test_limits_and_bad_bodies(service: Service, shared_data: Path) -> None:
         assert cut.status_code == 400
         assert cut.json()["error"]["code"] == "bad_multipart"
 
+        as_form = http.post(
+            predict, headers=headers, files={"file": ("x.dcm", radiograph)}
+        )
+        assert as_form.status_code == 200
+        field = http.post(
+            predict,
+            headers=headers,
+            files={"file": ("x.dcm", radiograph)},
+            data={"note": "hello"},
+        )
+        assert field.status_code == 415
+
         unknown = http.post(
             "/v1/models/none/predict", content=radiograph, headers=dicom
         )

@@ -161,6 +161,12 @@ def test_multipart_refuses_other_parts_and_garbage() -> None:
     with pytest.raises(RequestRejected) as empty:
         split_parts(b"nothing here", "multipart", b"b")
     assert empty.value.status == 400
+    field = (
+        b'--b\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n--b--\r\n'
+    )
+    with pytest.raises(RequestRejected, match="form field") as form_field:
+        split_parts(field, "multipart", b"b")
+    assert form_field.value.status == 415
     with pytest.raises(RequestRejected) as declared:
         body_kind('multipart/related; type="application/json"; boundary=b')
     assert declared.value.status == 415
