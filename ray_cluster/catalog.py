@@ -160,7 +160,7 @@ def _list_objects(
     excluded = _excluded_prefixes(settings)
     infos = [
         info
-        for info in store.list(url.bucket, url.prefix)
+        for info in store.list(url.bucket, url.folder)
         if not info.key.startswith(excluded) and not info.key.endswith("/")
     ]
     return sorted(infos, key=lambda i: i.key)

@@ -104,6 +104,15 @@ class S3Url:
             )
         return cls(bucket, prefix)
 
+    @property
+    def folder(self) -> str:
+        """The prefix as a listing prefix: ``"a/b/"`` (``""`` for a whole bucket).
+
+        ``s3://bucket/a/b`` names the folder ``a/b``: listing ``a/b`` alone would
+        take in ``a/bc/`` too.
+        """
+        return f"{self.prefix}/" if self.prefix else ""
+
     def key(self, *parts: str) -> str:
         """Return the object key of ``parts`` under this prefix."""
         return "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))

@@ -63,3 +63,17 @@ def test_catalog_reads_headers_with_ranges(
         store, settings, url, previous=previous, on_header=lambda h: again.append(h.key)
     )
     assert again == []
+
+
+def test_a_prefix_is_a_folder_not_the_start_of_a_name(
+    s3_server: Any, bucket: str, shared_data: Path
+) -> None:
+    store = s3_server.store()
+    here = S3Url.parse(f"s3://{bucket}/site/")
+    beside = S3Url.parse(f"s3://{bucket}/site-b/")
+    ingest_folder(store, shared_data / "dicom" / "xr_dx_chest_highdicom", here)
+    ingest_folder(store, shared_data / "dicom" / "xr_cr_chest_rg2", beside)
+
+    catalog = build_catalog(store, s3_server.settings, here)
+    assert len(catalog.studies()) == 1
+    assert all(h.key.startswith("site/") for h in catalog.headers)

@@ -165,3 +165,9 @@ def test_derive_key_layout() -> None:
     assert parts[4] == digest[:20] + ".dcm"
     assert derive_key("", digest) == f"{UNSORTED}/{digest[:20]}"
     assert derive_key("p", digest, "1.2.3", None) == f"p/{UNSORTED}/{digest[:20]}"
+
+
+def test_folder_ends_a_prefix_with_a_slash() -> None:
+    assert S3Url.parse("s3://b-1/pre/sub/").folder == "pre/sub/"
+    assert S3Url.parse("s3://b-1/pre").folder == "pre/"
+    assert S3Url.parse("s3://b-1").folder == ""
