@@ -115,6 +115,8 @@ def _serve(
         if settings.cluster.address is None:  # our own local Ray: stop it all
             shutdown(stop_ray=True)
         return
+    # Again: Ray's driver put its own SIGTERM handler (a stack dump) in place.
+    signal.signal(signal.SIGTERM, _interrupt)
     served = [
         {"name": c.name, "version": c.version, "sha256": c.sha256}
         for c in deployed.models

@@ -25,11 +25,10 @@ logger = logging.getLogger(__name__)
 PORT_WAIT_S = 65.0
 
 
-def _binds(host: str, port: int, reuse: bool) -> bool:
+def _binds(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound as Serve binds it (no ``SO_REUSEADDR``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
-        if reuse:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -39,11 +38,26 @@ def _binds(host: str, port: int, reuse: bool) -> bool:
     return True
 
 
+def _accepts(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port`` (a wildcard host: on loopback)."""
+    target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    try:
+        with socket.create_connection((target, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
 def port_state(host: str, port: int) -> str:
-    """``"free"``, ``"closing"`` (only closed connections hold it) or ``"taken"``."""
-    if _binds(host, port, reuse=False):
+    """``"free"``, ``"closing"`` (only closed connections hold it) or ``"taken"``.
+
+    A bind alone cannot tell the two apart: connections closed by a listener
+    bound without ``SO_REUSEADDR`` (as Serve binds) refuse even a bind with
+    it. A listener accepts a connection; closed connections do not.
+    """
+    if _binds(host, port):
         return "free"
-    return "closing" if _binds(host, port, reuse=True) else "taken"
+    return "taken" if _accepts(host, port) else "closing"
 
 
 def wait_for_port(

@@ -139,8 +139,8 @@ def test_local_serve_answers_through_direct_ingress(
         assert result["model"]["name"] == "tiny"
         assert result["series"] and result["series"][0]["output"] is not None
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+        if process.poll() is None:  # a service manager's stop
+            process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=90)
         except subprocess.TimeoutExpired:
@@ -148,6 +148,9 @@ def test_local_serve_answers_through_direct_ingress(
             process.wait(timeout=30)
     err = err_file.read_text(errors="replace")
     assert process.returncode == 0, err[-3000:]
+    assert "SIGTERM received" not in err  # no stack dump of Ray's handler
+    assert process.stdout is not None
+    assert process.stdout.read().strip() == b""  # stdout: the one JSON line
     # The replicas' records reach the console of `medray serve`: the ingress's
     # access line of the predict request, named by study key only.
     assert "POST /v1/models/{name}/predict 200" in err, err[-3000:]

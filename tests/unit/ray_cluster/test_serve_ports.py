@@ -26,9 +26,12 @@ def test_a_free_port_passes_and_a_listener_is_named() -> None:
 
 
 def _close_from_the_server_side(port: int) -> None:
-    """Leave a connection in TIME-WAIT on ``port``, as a stopped service does."""
+    """Leave a connection in TIME-WAIT on ``port``, as a stopped service does.
+
+    The listener binds without ``SO_REUSEADDR``, as Serve's direct ingress
+    does: then even a bind with it fails until the connection is gone.
+    """
     with socket.socket() as listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((HOST, port))
         listener.listen()
         with socket.create_connection((HOST, port)) as client:
