@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from ray_cluster.api import inspect_source
 from ray_cluster.cli._common import (
+    EXIT_SOME_FAILED,
     build_settings,
     config_option,
     handle_errors,
@@ -45,6 +47,8 @@ def _rows(records: list[dict[str, Any]]) -> Iterator[list[str]]:
 def inspect(source: str, config_path: Path | None, as_json: bool) -> None:
     """Report every series under LOCAL_DIR or s3://BUCKET/PREFIX.
 
+    Exits 1 when some object could not be used (an object_error record).
+
     With --json: one JSON object per line; series have series_uid, shape,
     spacing_mm, instances_used, instances_excluded and warnings (reason codes);
     objects that were skipped or refused have object_key, kind and code.
@@ -54,7 +58,13 @@ def inspect(source: str, config_path: Path | None, as_json: bool) -> None:
     if as_json:
         for record in records:
             click.echo(json.dumps(record, sort_keys=True))
-        return
+    else:
+        _print_table(records)
+    if any(r.get("kind") == "object_error" for r in records):
+        sys.exit(EXIT_SOME_FAILED)  # each has its record above
+
+
+def _print_table(records: list[dict[str, Any]]) -> None:
     table = Table(
         "study",
         "series (end)",

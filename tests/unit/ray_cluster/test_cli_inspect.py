@@ -36,8 +36,10 @@ EXPECTED: dict[str, list[tuple[str, list[int], list[float] | None]]] = {
 
 def _inspect(folder: Path) -> list[dict[str, Any]]:
     result = CliRunner().invoke(cli, ["inspect", str(folder), "--json"])
-    assert result.exit_code == 0, result.output
-    return [json.loads(line) for line in result.output.splitlines() if line.strip()]
+    records = [json.loads(line) for line in result.output.splitlines() if line.strip()]
+    failed = any(r.get("kind") == "object_error" for r in records)
+    assert result.exit_code == (1 if failed else 0), result.output
+    return records
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
