@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from ray_cluster.cli._common import (
     build_settings,
@@ -17,6 +17,7 @@ from ray_cluster.cli._common import (
     handle_errors,
     json_option,
 )
+from ray_cluster.errors import ConfigError
 from ray_cluster.storage import ObjectStore, S3Url
 
 __all__ = ["status"]
@@ -30,6 +31,15 @@ def _manifests(store: ObjectStore, bucket: str, prefix: str) -> list[dict[str, A
     return sorted(jobs, key=lambda m: str(m.get("job_id")))
 
 
+def _under(job_url: str, target: S3Url) -> bool:
+    """Whether a job's ``s3://`` URL is the target's folder or one under it."""
+    try:
+        job = S3Url.parse(job_url)
+    except ConfigError:
+        return False
+    return job.bucket == target.bucket and f"{job.prefix}/".startswith(target.folder)
+
+
 @click.command()
 @click.argument("url")
 @click.option("--last", type=int, default=10, show_default=True, help="Jobs to show.")
@@ -37,12 +47,19 @@ def _manifests(store: ObjectStore, bucket: str, prefix: str) -> list[dict[str, A
 @json_option
 @handle_errors
 def status(url: str, last: int, config_path: Path | None, as_json: bool) -> None:
-    """Show the latest jobs and their counts for the bucket of s3://BUCKET/PREFIX."""
+    """Show the latest jobs over s3://BUCKET/PREFIX (and the folders under it).
+
+    s3://BUCKET alone shows every job of the bucket.
+    """
     settings = build_settings(config_path)
     target = S3Url.parse(url)
     store = ObjectStore.from_settings(settings.storage)
     prefix = settings.inference.results_prefix.strip("/")
-    jobs = _manifests(store, target.bucket, prefix)[-last:]
+    jobs = [
+        j
+        for j in _manifests(store, target.bucket, prefix)
+        if _under(str(j.get("url", "")), target)
+    ][-last:]
     if as_json:
         echo_json(
             [
@@ -57,7 +74,14 @@ def status(url: str, last: int, config_path: Path | None, as_json: bool) -> None
         )
         return
     table = Table(
-        "job", "prefix", "model", "ok", "failed", "done before", "rejected", "s"
+        Column("job", overflow="fold"),
+        Column("prefix", overflow="fold"),
+        "model",
+        "ok",
+        "failed",
+        "done before",
+        "rejected",
+        "s",
     )
     for job in jobs:
         counts = job["counts"]

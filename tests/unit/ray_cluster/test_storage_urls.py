@@ -171,3 +171,15 @@ def test_folder_ends_a_prefix_with_a_slash() -> None:
     assert S3Url.parse("s3://b-1/pre/sub/").folder == "pre/sub/"
     assert S3Url.parse("s3://b-1/pre").folder == "pre/"
     assert S3Url.parse("s3://b-1").folder == ""
+
+
+def test_status_shows_the_jobs_of_a_folder_and_below() -> None:
+    from ray_cluster.cli.status import _under
+
+    target = S3Url.parse("s3://b-1/site/")
+    assert _under("s3://b-1/site", target)
+    assert _under("s3://b-1/site/2026", target)
+    assert not _under("s3://b-1/site-b", target)
+    assert not _under("s3://b-1", target)
+    assert not _under("s3://other/site", target)
+    assert _under("s3://b-1/anything", S3Url.parse("s3://b-1"))
