@@ -17,6 +17,7 @@ from rich.progress import (
 )
 
 from ray_cluster.cli._common import (
+    EXIT_INTERRUPTED,
     EXIT_USAGE,
     build_settings,
     config_option,
@@ -119,8 +120,10 @@ def run(
         disable=not show_bar,
     ) as bar:
         task = bar.add_task("studies", total=None, failed=0)
+        seen: list[JobProgress] = []
 
         def on_progress(progress: JobProgress) -> None:
+            seen[:] = [progress]
             bar.update(
                 task,
                 total=progress.total,
@@ -128,17 +131,26 @@ def run(
                 failed=progress.failed,
             )
 
-        summary = run_job(
-            settings,
-            url,
-            name,
-            model_version=model_version,
-            job_id=job_id,
-            redo=redo,
-            limit=limit,
-            on_progress=on_progress,
-            log_level=log_level,
-        )
+        try:
+            summary = run_job(
+                settings,
+                url,
+                name,
+                model_version=model_version,
+                job_id=job_id,
+                redo=redo,
+                limit=limit,
+                on_progress=on_progress,
+                log_level=log_level,
+            )
+        except KeyboardInterrupt:
+            done = f"{seen[0].done} of {seen[0].total} studies" if seen else "no study"
+            click.echo(
+                f"medray run: interrupted with {done} done; their results are kept. "
+                "Run the same command again to do the rest.",
+                err=True,
+            )
+            sys.exit(EXIT_INTERRUPTED)
     if summary.objects_total == 0:
         click.echo(
             f"medray run: no objects under {summary.url}; check the URL "

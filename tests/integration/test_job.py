@@ -156,6 +156,10 @@ def test_job_stopped_midway_resumes_without_redoing(
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
+    if process.returncode == 130:  # interrupted mid-job, not finished already
+        assert process.stderr is not None
+        said = process.stderr.read().decode()
+        assert "interrupted with" in said and "again" in said, said[-2000:]
     done = set(_results(store, url, tiny_model))
     summary = run_job(settings, url, tiny_model.name)
     assert summary.studies_already_done == len(done)
