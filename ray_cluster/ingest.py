@@ -198,8 +198,15 @@ class _Uploader:
 
 
 def _walk(root: Path) -> list[Path]:
+    """Every file under ``root``, through linked folders too (each folder once)."""
     files: list[Path] = []
-    for folder, dirs, names in os.walk(root):
+    seen: set[str] = set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree, or two links to one folder
+            dirs.clear()
+            continue
+        seen.add(real)
         dirs.sort()
         files.extend(Path(folder) / name for name in sorted(names))
     return [f for f in files if f.is_file()]

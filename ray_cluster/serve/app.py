@@ -391,7 +391,11 @@ def _build_api(ingress: Ingress) -> FastAPI:
         return {"status": "ok"}
 
     @api.head("/readyz", include_in_schema=False)
-    @api.get("/readyz", summary="Every model deployment answers.")
+    @api.get(
+        "/readyz",
+        summary="Every model deployment answers.",
+        responses={503: {"description": "Some model deployment does not answer."}},
+    )
     async def readyz() -> JSONResponse:
         async def one(name: str) -> bool:
             try:
