@@ -595,11 +595,11 @@ def _openapi_document(api: FastAPI) -> dict[str, Any]:
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
-            if path in OPEN_PATHS:
+            if path in OPEN_PATHS:  # their answers are status documents
                 operation["security"] = []
-            else:
-                for status, text in KEYED_ERRORS.items():
-                    responses.setdefault(str(status), {"description": text})
+                continue
+            for status, text in KEYED_ERRORS.items():
+                responses.setdefault(str(status), {"description": text})
             for status, response in responses.items():
                 if status.startswith(("4", "5")):
                     response["content"] = error_body
