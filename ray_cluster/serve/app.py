@@ -14,7 +14,8 @@ answers 503 ``overloaded`` before reading a body once they reach what the model'
 replicas can hold (`model_capacity`) or, with ``serve.admission_wait_s`` set,
 what the model serves within that time (`ray_cluster.serve.admission`). A
 refused request then costs no body read and no DICOM parse, which would
-otherwise take the CPU from accepted requests.
+otherwise take the CPU from accepted requests. A request counts as in flight
+once its body is read: uploads on their way hold no capacity.
 """
 
 from __future__ import annotations
