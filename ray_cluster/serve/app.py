@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
@@ -45,6 +44,7 @@ from ray_cluster.serve.admission import Gate
 from ray_cluster.serve.auth import ApiKeys, KeyCheck, presented_key
 from ray_cluster.serve.jobs import StudyJobs
 from ray_cluster.serve.model import Answer, ModelServer
+from ray_cluster.serve.openapi import openapi_document
 from ray_cluster.serve.uploads import (
     RequestRejected,
     body_kind,
@@ -547,65 +547,8 @@ def _build_api(ingress: Ingress) -> FastAPI:
             )
         return JSONResponse(status)
 
-    api.openapi = functools.partial(_openapi_document, api)  # type: ignore[method-assign]
+    api.openapi = functools.partial(openapi_document, api, OPEN_PATHS)  # type: ignore[method-assign]
     return api
-
-
-#: Error answers of the keyed routes, besides those each route declares.
-KEYED_ERRORS = {
-    401: "No API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`).",
-    403: "Wrong API key.",
-}
-ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-        }
-    },
-}
-
-
-def _openapi_document(api: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, told about the API keys and the error shape.
-
-    FastAPI knows neither (the keys are checked by `_Guard`, outside its
-    routing), and lists a 422 for every route with parameters, which this
-    service never answers: its refusals are the 4xx in our error shape.
-    """
-    if api.openapi_schema is not None:
-        return api.openapi_schema
-    doc = get_openapi(
-        title=api.title, version=api.version, summary=api.summary, routes=api.routes
-    )
-    components = doc.setdefault("components", {})
-    components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
-    components["schemas"].pop("HTTPValidationError", None)
-    components["schemas"].pop("ValidationError", None)
-    components["securitySchemes"] = {
-        "bearer": {"type": "http", "scheme": "bearer"},
-        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-    }
-    doc["security"] = [{"bearer": []}, {"apiKey": []}]
-    error_ref = {"$ref": "#/components/schemas/Error"}
-    error_body = {"application/json": {"schema": error_ref}}
-    for path, operations in doc.get("paths", {}).items():
-        for operation in operations.values():
-            responses = operation.setdefault("responses", {})
-            responses.pop("422", None)
-            if path in OPEN_PATHS:  # their answers are status documents
-                operation["security"] = []
-                continue
-            for status, text in KEYED_ERRORS.items():
-                responses.setdefault(str(status), {"description": text})
-            for status, response in responses.items():
-                if status.startswith(("4", "5")):
-                    response["content"] = error_body
-    api.openapi_schema = doc
-    return doc
 
 
 async def _predict(
